@@ -1,0 +1,31 @@
+# The two commands a fresh machine needs (see README.md):
+#   make demo   runs experiments/demo.toml end to end on the embedded synthetic faces
+#   make test   runs the whole test suite
+# Both install what is missing first (scripts/bootstrap.sh) and nothing on a warm machine.
+
+# libtorch lives in a per-user venv outside the repository; torch-sys finds it through LIBTORCH.
+LIBTORCH := $(shell scripts/bootstrap.sh)
+ifeq ($(LIBTORCH),)
+$(error scripts/bootstrap.sh failed; run it directly to see why)
+endif
+export LIBTORCH
+
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: demo test build bench fmt
+
+demo:
+	$(CARGO) run --quiet -- run experiments/demo.toml $(ARGS)
+
+test:
+	$(CARGO) test --workspace $(ARGS)
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+bench:
+	$(CARGO) bench --workspace $(ARGS)
+
+fmt:
+	$(CARGO) fmt --all

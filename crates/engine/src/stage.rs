@@ -1,0 +1,168 @@
+//! The seam between the engine and the stage kinds: the `Stage` trait a kind implements, the
+//! `StageCx` it talks to while running, and the type-erased `Registry` the engine holds.
+//!
+//! A kind declares *what* it computes (its `Params`, hashed into the cache key) and never *how*
+//! it runs: device and thread count arrive in `RunOptions` through `StageCx` and are never
+//! serialised into a key. The engine does the glue once for every kind: deserialising the
+//! params table (unknown keys rejected, defaults filled), canonicalising it for the key,
+//! checking `from` roles, and calling `run` with a temporary output directory that it commits
+//! atomically afterwards. A kind never touches the cache itself.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// One upstream slot of a kind, filled by the stage table's `from.<role> = "<name>[/subpath]"`,
+/// where `<name>` is another stage (its committed artifact directory) or an `[input.<name>]`
+/// (an external path, fingerprinted into the key).
+#[derive(Debug, Clone, Copy)]
+pub struct Role {
+    pub name: &'static str,
+    pub required: bool,
+    /// One line for `help:` messages and docs: what the role should point at.
+    pub doc: &'static str,
+}
+
+/// A param value that failed a kind's own semantic check, reported against the TOML span of
+/// `path` (a dotted path inside the stage's params, e.g. `loss_features`).
+#[derive(Debug, Clone)]
+pub struct ParamIssue {
+    pub path: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// Everything a kind's params type must be. Serde `deny_unknown_fields` plus `#[serde(default)]`
+/// on the struct gives "unknown key → error" and "explicit default = implicit default".
+pub trait StageParams: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static> StageParams for T {}
+
+/// A stage kind. See the module docs for the division of labour with the engine.
+pub trait Stage: Send + Sync + 'static {
+    /// The `kind = "..."` string in experiment files.
+    const KIND: &'static str;
+    /// Bumped when the meaning of the output changes (with a CHANGELOG line): old entries miss.
+    const VERSION: u32;
+    /// One line for `vaepipe kinds` and error help.
+    const ABOUT: &'static str;
+    type Params: StageParams;
+
+    /// The upstream slots this kind reads through `StageCx::input`.
+    fn roles() -> &'static [Role] {
+        &[]
+    }
+
+    /// Checks that serde cannot express (a layer name that does not exist, a size that the model
+    /// cannot take). Reported as config errors before anything runs.
+    fn validate(_params: &Self::Params) -> Vec<ParamIssue> {
+        Vec::new()
+    }
+
+    /// True when the stage wants the accelerator (training, encoding): such stages never run
+    /// concurrently with each other, whatever `--jobs` says.
+    fn uses_accelerator(_params: &Self::Params) -> bool {
+        false
+    }
+
+    /// Computes the artifact into `cx.out_dir()`. Returning `Err` (or panicking) leaves no
+    /// committed entry; what the stage put in `cx.partial_dir()` survives for a resume.
+    fn run(params: &Self::Params, cx: &mut StageCx<'_>) -> anyhow::Result<()>;
+}
+
+/// How a stage runs, as opposed to what it computes. Never part of a cache key.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// `"auto"` (CUDA when available, else CPU), `"cpu"`, `"cuda"` or `"cuda:N"`. The engine
+    /// passes it through uninterpreted; stage kinds resolve it.
+    pub device: String,
+    /// Intra-op threads for numeric work; `None` leaves the library default.
+    pub threads: Option<usize>,
+    /// Hide progress bars (`-q`, or not a terminal).
+    pub quiet: bool,
+}
+
+/// What a running stage sees of the world.
+pub struct StageCx<'a> {
+    pub(crate) stage: &'a str,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) partial_dir: PathBuf,
+    pub(crate) inputs: BTreeMap<String, PathBuf>,
+    pub(crate) seed: u64,
+    pub(crate) options: &'a RunOptions,
+    pub(crate) cancel: Arc<AtomicBool>,
+    pub(crate) notes: BTreeMap<String, serde_json::Value>,
+}
+
+impl<'a> StageCx<'a> {
+    /// Builds a context directly: for the engine's scheduler, and for unit tests of stage kinds
+    /// that want to call `run` without a cache around it.
+    pub fn new(
+        stage: &'a str,
+        out_dir: PathBuf,
+        partial_dir: PathBuf,
+        inputs: BTreeMap<String, PathBuf>,
+        seed: u64,
+        options: &'a RunOptions,
+        cancel: Arc<AtomicBool>,
+    ) -> Self {
+        StageCx { stage, out_dir, partial_dir, inputs, seed, options, cancel, notes: BTreeMap::new() }
+    }
+
+    /// The stage's name in the experiment (`train`), for messages.
+    pub fn stage_name(&self) -> &str {
+        self.stage
+    }
+
+    /// Where the artifact goes. Committed atomically after `run` returns `Ok`.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    /// Per-key scratch that survives a crash or kill, for resumable checkpoints. Removed once
+    /// the entry is committed.
+    pub fn partial_dir(&self) -> &Path {
+        &self.partial_dir
+    }
+
+    /// The resolved path behind `from.<role>`: an upstream artifact directory (plus subpath) or
+    /// an external input's path. `None` when an optional role was not given.
+    pub fn input(&self, role: &str) -> Option<&Path> {
+        self.inputs.get(role).map(PathBuf::as_path)
+    }
+
+    /// Like `input`, for roles the kind declared as required (the engine has checked them).
+    pub fn require_input(&self, role: &str) -> anyhow::Result<&Path> {
+        self.input(role).ok_or_else(|| {
+            anyhow::anyhow!("stage `{}` needs `from.{role}`, but none was given", self.stage)
+        })
+    }
+
+    /// The experiment's seed (part of every key).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn options(&self) -> &RunOptions {
+        self.options
+    }
+
+    /// True once the user asked to stop (Ctrl-C, SIGTERM). Long stages check it at step
+    /// boundaries, flush their checkpoint into `partial_dir`, and return an error.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Adds a field to the entry's manifest under `notes` (e.g. the device actually used, or
+    /// `perceptual_weights = "random"`). Recorded, never hashed.
+    pub fn note(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.notes.insert(key.to_owned(), value.into());
+    }
+
+    pub fn notes(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.notes
+    }
+}
