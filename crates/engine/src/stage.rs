@@ -1,5 +1,6 @@
-//! The seam between the engine and the stage kinds: the `Stage` trait a kind implements, the
-//! `StageCx` it talks to while running, and the type-erased `Registry` the engine holds.
+//! The seam between the engine and the stage kinds: the `Stage` trait a kind implements and
+//! `StageCx` it talks to while running. The type-erased adapter and the `Registry` the engine
+//! holds live in `registry.rs`.
 //!
 //! A kind declares *what* it computes (its `Params`, hashed into the cache key) and never *how*
 //! it runs: device and thread count arrive in `RunOptions` through `StageCx` and are never
@@ -38,7 +39,10 @@ pub struct ParamIssue {
 
 /// Everything a kind's params type must be. Serde `deny_unknown_fields` plus `#[serde(default)]`
 /// on the struct gives "unknown key → error" and "explicit default = implicit default".
-pub trait StageParams: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {}
+pub trait StageParams:
+    Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static
+{
+}
 impl<T: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static> StageParams for T {}
 
 /// A stage kind. See the module docs for the division of labour with the engine.
@@ -109,7 +113,16 @@ impl<'a> StageCx<'a> {
         options: &'a RunOptions,
         cancel: Arc<AtomicBool>,
     ) -> Self {
-        StageCx { stage, out_dir, partial_dir, inputs, seed, options, cancel, notes: BTreeMap::new() }
+        StageCx {
+            stage,
+            out_dir,
+            partial_dir,
+            inputs,
+            seed,
+            options,
+            cancel,
+            notes: BTreeMap::new(),
+        }
     }
 
     /// The stage's name in the experiment (`train`), for messages.
@@ -137,7 +150,10 @@ impl<'a> StageCx<'a> {
     /// Like `input`, for roles the kind declared as required (the engine has checked them).
     pub fn require_input(&self, role: &str) -> anyhow::Result<&Path> {
         self.input(role).ok_or_else(|| {
-            anyhow::anyhow!("stage `{}` needs `from.{role}`, but none was given", self.stage)
+            anyhow::anyhow!(
+                "stage `{}` needs `from.{role}`, but none was given",
+                self.stage
+            )
         })
     }
 

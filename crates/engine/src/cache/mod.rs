@@ -1,0 +1,15 @@
+//! The content-addressed cache: keys ([`key`], whose module docs hold the key table), input
+//! fingerprints, the on-disk store, dirty reasons, and maintenance (gc, verify).
+
+pub mod dirty;
+pub mod fingerprint;
+pub mod gc;
+pub mod key;
+pub mod manifest;
+pub mod store;
+
+pub use dirty::DirtyReason;
+pub use fingerprint::{InputFingerprint, ListingDiff};
+pub use key::{KeyPreimage, StageKey};
+pub use manifest::Manifest;
+pub use store::{Artifact, CacheStore, EntryLock, Lookup, PendingEntry, StoreError};

@@ -1,0 +1,583 @@
+//! `CacheStore`: the on-disk cache (layout in `key.rs`'s module docs).
+//!
+//! The only way to write an entry is through the [`EntryLock`] a miss hands out
+//! ([`Lookup::Miss`]), turned into a [`PendingEntry`] (temp dir + partial dir) and committed by
+//! renaming the finished temp dir, manifest written and fsynced last. Locks are `flock`s on
+//! per-key files, so the kernel releases the lock of a killed process: a stale lock never blocks.
+//! This module knows nothing about stages or scheduling.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::fingerprint::{self, FileRecord, InputFingerprint};
+use super::key::StageKey;
+use super::manifest::{Manifest, OutputFile, MANIFEST_FILE};
+
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by vaepipe.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {what} `{}`: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{}` is not a vaepipe cache (it has no {CACHEDIR_TAG}); refusing to touch it", .0.display())]
+    NotACache(PathBuf),
+    #[error("`{}` exists and is not a link made by vaepipe; move it away so the run's output can be linked there", .0.display())]
+    LinkBlocked(PathBuf),
+    #[error("the stage wrote `{MANIFEST_FILE}` at the top of its output, a name the cache reserves for itself")]
+    ReservedName,
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheStore {
+    root: PathBuf,
+}
+
+/// A committed entry.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub key: StageKey,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+pub enum Lookup {
+    Hit(Box<Artifact>),
+    Miss(EntryLock),
+}
+
+/// Exclusive right to write the entry for `key`; released on drop (or by the kernel on death).
+#[derive(Debug)]
+pub struct EntryLock {
+    key: StageKey,
+    _file: fs::File,
+}
+
+impl EntryLock {
+    pub fn key(&self) -> &StageKey {
+        &self.key
+    }
+}
+
+/// An entry being computed: the stage writes `tmp_dir`; `partial_dir` survives crashes.
+#[derive(Debug)]
+pub struct PendingEntry {
+    lock: EntryLock,
+    pub tmp_dir: PathBuf,
+    pub partial_dir: PathBuf,
+}
+
+impl PendingEntry {
+    pub fn key(&self) -> &StageKey {
+        &self.lock.key
+    }
+}
+
+impl Drop for PendingEntry {
+    fn drop(&mut self) {
+        // Committed entries have moved away; a failed run leaves nothing that looks complete.
+        let _ = fs::remove_dir_all(&self.tmp_dir);
+    }
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl CacheStore {
+    /// Opens a cache, creating it (with `CACHEDIR.TAG`) if needed.
+    pub fn open(root: &Path) -> Result<CacheStore, StoreError> {
+        fs::create_dir_all(root).map_err(io_err("create the cache directory", root))?;
+        let root = fs::canonicalize(root).map_err(io_err("resolve the cache directory", root))?;
+        let tag = root.join(CACHEDIR_TAG);
+        if !tag.exists() {
+            fs::write(&tag, TAG_TEXT).map_err(io_err("write", &tag))?;
+        }
+        for sub in [
+            "entries",
+            "tmp",
+            "partial",
+            "locks",
+            "fingerprints",
+            "roots",
+        ] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        Ok(CacheStore { root })
+    }
+
+    /// Opens an existing cache for maintenance (`gc`, `verify`); refuses a directory without
+    /// `CACHEDIR.TAG`, so a mistyped `--cache-dir` cannot delete someone's files.
+    pub fn open_existing(root: &Path) -> Result<CacheStore, StoreError> {
+        if !root.join(CACHEDIR_TAG).is_file() {
+            return Err(StoreError::NotACache(root.to_path_buf()));
+        }
+        CacheStore::open(root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn entries_dir(&self) -> PathBuf {
+        self.root.join("entries")
+    }
+
+    pub fn entry_dir(&self, key: &StageKey) -> PathBuf {
+        self.root.join("entries").join(key.as_str())
+    }
+
+    pub fn partial_dir(&self, key: &StageKey) -> PathBuf {
+        self.root.join("partial").join(key.as_str())
+    }
+
+    pub(crate) fn lock_path(&self, key: &StageKey) -> PathBuf {
+        self.root.join("locks").join(format!("{key}.lock"))
+    }
+
+    /// The committed entry for `key`, if there is a valid one.
+    pub fn get(&self, key: &StageKey) -> Option<Artifact> {
+        let dir = self.entry_dir(key);
+        Manifest::read(&dir, Some(key)).map(|manifest| Artifact {
+            key: key.clone(),
+            dir,
+            manifest,
+        })
+    }
+
+    /// A hit, or the lock to compute a miss. `on_wait` is called (once) before blocking on a lock
+    /// another process holds; after acquiring it, the entry is checked again, since the holder
+    /// has usually just committed it.
+    pub fn lookup(&self, key: &StageKey, on_wait: impl FnOnce()) -> Result<Lookup, StoreError> {
+        if let Some(a) = self.get(key) {
+            return Ok(Lookup::Hit(Box::new(a)));
+        }
+        let lock = self.lock(key, on_wait)?;
+        match self.get(key) {
+            Some(a) => Ok(Lookup::Hit(Box::new(a))),
+            None => Ok(Lookup::Miss(lock)),
+        }
+    }
+
+    /// Takes the per-key lock, calling `on_wait` first if someone else holds it.
+    pub fn lock(&self, key: &StageKey, on_wait: impl FnOnce()) -> Result<EntryLock, StoreError> {
+        let path = self.lock_path(key);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock file", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(io_err("lock", &path))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
+        }
+        Ok(EntryLock {
+            key: key.clone(),
+            _file: file,
+        })
+    }
+
+    /// Like `lock`, but gives up instead of waiting (for `gc`).
+    pub(crate) fn try_lock(&self, key: &StageKey) -> Result<Option<EntryLock>, StoreError> {
+        let path = self.lock_path(key);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock file", &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(EntryLock {
+                key: key.clone(),
+                _file: file,
+            })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+        }
+    }
+
+    /// Creates a fresh temp dir (same filesystem as `entries/`) and the key's partial dir.
+    pub fn begin(&self, lock: EntryLock) -> Result<PendingEntry, StoreError> {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp_dir =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}.{n}", lock.key, std::process::id()));
+        let _ = fs::remove_dir_all(&tmp_dir);
+        fs::create_dir_all(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
+        let partial_dir = self.partial_dir(&lock.key);
+        fs::create_dir_all(&partial_dir).map_err(io_err("create", &partial_dir))?;
+        Ok(PendingEntry {
+            lock,
+            tmp_dir,
+            partial_dir,
+        })
+    }
+
+    /// Hashes the outputs into `manifest.outputs`, writes and fsyncs the manifest, then renames
+    /// the temp dir to `entries/<key>` (replacing an existing entry, for `--force`), and removes
+    /// the partial dir.
+    pub fn commit(
+        &self,
+        pending: PendingEntry,
+        mut manifest: Manifest,
+    ) -> Result<Artifact, StoreError> {
+        let tmp = pending.tmp_dir.clone();
+        if tmp.join(MANIFEST_FILE).exists() {
+            return Err(StoreError::ReservedName);
+        }
+        manifest.outputs = hash_outputs(&tmp)?;
+        let path = tmp.join(MANIFEST_FILE);
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| StoreError::Io {
+            what: "encode",
+            path: path.clone(),
+            source: io::Error::other(e),
+        })?;
+        let mut f = fs::File::create(&path).map_err(io_err("write", &path))?;
+        f.write_all(text.as_bytes())
+            .map_err(io_err("write", &path))?;
+        f.sync_all().map_err(io_err("sync", &path))?;
+        sync_dir(&tmp);
+
+        let key = pending.key().clone();
+        let dest = self.entry_dir(&key);
+        let mut replaced = None;
+        if dest.exists() {
+            let aside = self
+                .root
+                .join("tmp")
+                .join(format!("{key}.old.{}", std::process::id()));
+            let _ = fs::remove_dir_all(&aside);
+            fs::rename(&dest, &aside).map_err(io_err("move aside the old entry", &dest))?;
+            replaced = Some(aside);
+        }
+        fs::rename(&tmp, &dest).map_err(io_err("commit the entry", &dest))?;
+        sync_dir(&self.entries_dir());
+        if let Some(old) = replaced {
+            let _ = fs::remove_dir_all(old);
+        }
+        let _ = fs::remove_dir_all(&pending.partial_dir);
+        Ok(Artifact {
+            key,
+            dir: dest,
+            manifest,
+        })
+    }
+
+    /// Stores an input's per-file listing under its digest (once), so `plan` can diff it later.
+    pub fn save_listing(&self, fp: &InputFingerprint) -> Result<(), StoreError> {
+        let path = self
+            .root
+            .join("fingerprints")
+            .join(format!("{}.tsv", fp.digest));
+        if path.exists() {
+            return Ok(());
+        }
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp =
+            self.root
+                .join("tmp")
+                .join(format!("{}.{}.{n}.tsv", fp.digest, std::process::id()));
+        fs::write(&tmp, fingerprint::listing_text(&fp.files)).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("write", &path))
+    }
+
+    pub fn load_listing(&self, digest: &str) -> Option<Vec<FileRecord>> {
+        let text = fs::read_to_string(self.root.join("fingerprints").join(format!("{digest}.tsv")))
+            .ok()?;
+        Some(fingerprint::parse_listing(&text))
+    }
+
+    /// Points `runs_dir/<experiment>/<stage>` at the entry (a relative symlink, replaced
+    /// atomically) and records the link in `roots/` so `gc` keeps the entry.
+    pub fn link(
+        &self,
+        runs_dir: &Path,
+        experiment: &str,
+        stage: &str,
+        key: &StageKey,
+    ) -> Result<PathBuf, StoreError> {
+        let parent = runs_dir.join(experiment);
+        fs::create_dir_all(&parent).map_err(io_err("create", &parent))?;
+        let parent = fs::canonicalize(&parent).map_err(io_err("resolve", &parent))?;
+        let link = parent.join(stage);
+        if let Ok(meta) = fs::symlink_metadata(&link) {
+            if !meta.file_type().is_symlink() {
+                return Err(StoreError::LinkBlocked(link));
+            }
+        }
+        let target = relative_path(&parent, &self.entry_dir(key));
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = parent.join(format!(".{stage}.{}.{n}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        symlink_dir(&target, &tmp).map_err(io_err("create link", &tmp))?;
+        fs::rename(&tmp, &link).map_err(io_err("replace link", &link))?;
+
+        let id = blake3::hash(link.to_string_lossy().as_bytes()).to_hex();
+        let root_file = self.root.join("roots").join(&id.as_str()[..32]);
+        fs::write(&root_file, link.to_string_lossy().as_bytes())
+            .map_err(io_err("write", &root_file))?;
+        Ok(link)
+    }
+
+    /// The key a `runs/` link currently points at, if it points into this cache.
+    pub fn linked_key(&self, link: &Path) -> Option<StageKey> {
+        let target = fs::read_link(link).ok()?;
+        let resolved = link.parent()?.join(target);
+        let resolved = fs::canonicalize(resolved).ok()?;
+        if resolved.parent()? != self.entries_dir() {
+            return None;
+        }
+        StageKey::parse(resolved.file_name()?.to_str()?)
+    }
+}
+
+/// Every file under `dir` (recursively), hashed with blake3 on the rayon pool.
+pub(crate) fn hash_outputs(dir: &Path) -> Result<Vec<OutputFile>, StoreError> {
+    let mut files = Vec::new();
+    list_files(dir, "", &mut files)?;
+    files.sort();
+    files
+        .into_par_iter()
+        .map(|rel| {
+            let full = dir.join(&rel);
+            let size = fs::metadata(&full).map_err(io_err("read", &full))?.len();
+            let blake3 = fingerprint::hash_file(&full).map_err(io_err("hash", &full))?;
+            Ok(OutputFile {
+                path: rel,
+                size,
+                blake3,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn list_files(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<(), StoreError> {
+    for entry in fs::read_dir(dir).map_err(io_err("read", dir))? {
+        let entry = entry.map_err(io_err("read", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = entry.path();
+        if fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
+            list_files(&path, &child, out)?;
+        } else {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
+/// Total size in bytes of the files under `path`.
+pub(crate) fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|it| it.filter_map(Result::ok).map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: not every filesystem lets a directory be fsynced.
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+#[cfg(unix)]
+fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn symlink_dir(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_dir(target, link)
+}
+
+/// `to` relative to the directory `from` (both absolute).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+mod tests {
+    use super::*;
+    use crate::cache::key::{KeyPreimage, KEY_FORMAT};
+    use std::collections::BTreeMap;
+
+    fn manifest(key: &StageKey, preimage: KeyPreimage) -> Manifest {
+        Manifest {
+            manifest_format: 1,
+            key: key.clone(),
+            stage: "s".into(),
+            experiment: "e".into(),
+            kind: "k".into(),
+            kind_version: 1,
+            params: serde_json::json!({}),
+            preimage,
+            upstream: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            overrides: vec![],
+            outputs: vec![],
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_s: 0.0,
+            tool_version: "0".into(),
+            device: "cpu".into(),
+            threads: None,
+            notes: BTreeMap::new(),
+        }
+    }
+
+    fn preimage(seed: u64) -> KeyPreimage {
+        KeyPreimage {
+            format: KEY_FORMAT,
+            kind: "k".into(),
+            kind_version: 1,
+            params: serde_json::json!({}),
+            seed,
+            upstream: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn miss_then_commit_then_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(dir.path()).unwrap();
+        assert!(dir.path().join(CACHEDIR_TAG).is_file());
+        let p = preimage(1);
+        let key = p.key();
+        let Lookup::Miss(lock) = store.lookup(&key, || {}).unwrap() else {
+            panic!("expected a miss")
+        };
+        let pending = store.begin(lock).unwrap();
+        fs::write(pending.tmp_dir.join("out.txt"), "hello").unwrap();
+        fs::write(pending.partial_dir.join("ckpt"), "1").unwrap();
+        let partial = pending.partial_dir.clone();
+        let artifact = store.commit(pending, manifest(&key, p)).unwrap();
+        assert_eq!(artifact.manifest.outputs.len(), 1);
+        assert_eq!(artifact.manifest.outputs[0].size, 5);
+        assert!(!partial.exists(), "partial dir is removed once committed");
+        assert!(matches!(store.lookup(&key, || {}).unwrap(), Lookup::Hit(_)));
+    }
+
+    #[test]
+    fn entry_without_valid_manifest_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(dir.path()).unwrap();
+        let p = preimage(2);
+        let key = p.key();
+        fs::create_dir_all(store.entry_dir(&key)).unwrap();
+        assert!(store.get(&key).is_none());
+        // A manifest whose preimage does not hash to its key is not valid either.
+        let m = manifest(&key, preimage(3));
+        fs::write(
+            store.entry_dir(&key).join(MANIFEST_FILE),
+            serde_json::to_string(&m).unwrap(),
+        )
+        .unwrap();
+        assert!(store.get(&key).is_none());
+    }
+
+    #[test]
+    fn dropped_pending_entry_leaves_no_entry_but_keeps_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(dir.path()).unwrap();
+        let key = preimage(4).key();
+        let lock = store.lock(&key, || {}).unwrap();
+        let pending = store.begin(lock).unwrap();
+        fs::write(pending.partial_dir.join("ckpt"), "1").unwrap();
+        let (tmp, partial) = (pending.tmp_dir.clone(), pending.partial_dir.clone());
+        drop(pending);
+        assert!(!tmp.exists());
+        assert!(partial.join("ckpt").exists());
+        assert!(store.get(&key).is_none());
+    }
+
+    #[test]
+    fn second_lock_waits_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::open(dir.path()).unwrap();
+        let key = preimage(5).key();
+        let held = store.lock(&key, || {}).unwrap();
+        assert!(store.try_lock(&key).unwrap().is_none());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let store = &store;
+            let key = &key;
+            let waiter = s.spawn(move || {
+                store.lock(key, || tx.send(()).unwrap()).unwrap();
+            });
+            rx.recv().unwrap(); // the waiter announced that it waits
+            drop(held);
+            waiter.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn links_are_relative_and_survive_moving_the_project() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("p");
+        let store = CacheStore::open(&project.join("cache")).unwrap();
+        let key = preimage(6).key();
+        fs::create_dir_all(store.entry_dir(&key)).unwrap();
+        let link = store
+            .link(&project.join("runs"), "exp", "train", &key)
+            .unwrap();
+        assert_eq!(store.linked_key(&link), Some(key.clone()));
+        assert!(fs::read_link(&link).unwrap().is_relative());
+        let moved = dir.path().join("q");
+        fs::rename(&project, &moved).unwrap();
+        assert!(moved.join("runs/exp/train").is_dir());
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative_path(Path::new("/a/runs/e"), Path::new("/a/cache/entries/k")),
+            PathBuf::from("../../cache/entries/k")
+        );
+    }
+}

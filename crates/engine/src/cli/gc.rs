@@ -1,0 +1,90 @@
+//! `vaepipe gc [--dry-run]` and `vaepipe cache verify`: cache maintenance verbs.
+
+use clap::Args;
+
+use super::{CliError, GlobalArgs};
+use crate::cache::gc;
+use crate::cache::CacheStore;
+
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    /// Print what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn gc(args: GcArgs, global: &GlobalArgs) -> Result<(), CliError> {
+    let dir = super::cache_dir(global, None);
+    let store = CacheStore::open_existing(&dir)?;
+    let report = gc::gc(&store, args.dry_run)?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    for (path, size) in &report.removed {
+        let shown = path.strip_prefix(store.root()).unwrap_or(path);
+        println!("{verb} {} ({})", shown.display(), human_bytes(*size));
+    }
+    println!(
+        "{} {} item(s), {} freed{}; {} linked entr{} kept",
+        if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        },
+        report.removed.len(),
+        human_bytes(report.bytes_freed),
+        if args.dry_run { " (dry run)" } else { "" },
+        report.kept_entries,
+        if report.kept_entries == 1 { "y" } else { "ies" },
+    );
+    Ok(())
+}
+
+pub fn verify(global: &GlobalArgs) -> Result<(), CliError> {
+    let dir = super::cache_dir(global, None);
+    let store = CacheStore::open_existing(&dir)?;
+    let report = gc::verify(&store)?;
+    for d in &report.damaged {
+        let stage = d
+            .stage
+            .as_ref()
+            .map(|s| format!(" (stage `{s}`)"))
+            .unwrap_or_default();
+        println!("damaged entry {}{stage}:", d.key);
+        for p in &d.problems {
+            println!("  {p}");
+        }
+    }
+    println!(
+        "checked {} entr{}, {} damaged",
+        report.checked,
+        if report.checked == 1 { "y" } else { "ies" },
+        report.damaged.len()
+    );
+    if report.damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "{} damaged cache entr{}; run `vaepipe gc` after removing their `runs/` links, or delete them and rerun",
+            report.damaged.len(),
+            if report.damaged.len() == 1 { "y" } else { "ies" }
+        )))
+    }
+}
+
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,217 @@
+//! The engine's CLI verbs, for the root binary to compose: it flattens [`EngineCommand`] into its
+//! own subcommand enum, flattens [`GlobalArgs`] into its parser, calls [`init_logging`] once and
+//! hands each engine verb to [`execute`] with its [`Registry`] of stage kinds.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (every selected stage fresh or run; `gc`/`verify` found nothing wrong) |
+//! | 1 | a stage failed, the run could not complete (I/O error in the cache, unreadable input), or `cache verify` found damaged entries |
+//! | 2 | bad usage or config: experiment file errors, a bad `--set`, an unknown stage in `--only`/`--force`, `gc` on a directory that is not a cache |
+//! | 130 | interrupted (Ctrl-C / SIGTERM); finished entries stay committed, partial work stays for a resume |
+//!
+//! Each verb lives in its own file and only converts flags into engine calls and renders the
+//! result; no verb owns logic the engine needs.
+
+mod dag;
+mod gc;
+mod plan;
+mod run;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::{ConfigErrors, Experiment};
+use crate::registry::Registry;
+use crate::scheduler::EngineError;
+
+/// The documented exit codes (see the module docs).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Flags every verb accepts.
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// More output: `-v` debug logs (and `plan` prints each key's preimage), `-vv` trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Cache directory [default: the experiment's `cache`, else ./cache].
+    #[arg(long, global = true, env = "VAEPIPE_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Where `runs/<experiment>/<stage>` links go [default: ./runs].
+    #[arg(long, global = true, env = "VAEPIPE_RUNS_DIR", value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Colour in logs.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Color {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// The engine's verbs.
+#[derive(Debug, Clone, Subcommand)]
+pub enum EngineCommand {
+    /// Run an experiment: every stage whose cache entry is missing, upstream first.
+    Run(run::RunArgs),
+    /// Say, per stage, whether it is fresh or dirty and why, without running anything.
+    Plan(plan::PlanArgs),
+    /// Print the stage graph as Graphviz dot.
+    Dag(dag::DagArgs),
+    /// Delete cache entries that no `runs/` link points at.
+    Gc(gc::GcArgs),
+    /// Inspect the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// List the stage kinds this binary knows.
+    Kinds,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// Re-hash every entry and name those that were tampered with or truncated.
+    Verify,
+}
+
+/// A verb's failure, mapped to an exit code by [`exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::UnknownStage { .. } => CliError::Usage(e.to_string()),
+            EngineError::Store(crate::cache::StoreError::NotACache(_)) => {
+                CliError::Usage(e.to_string())
+            }
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::cache::StoreError> for CliError {
+    fn from(e: crate::cache::StoreError) -> Self {
+        EngineError::from(e).into()
+    }
+}
+
+/// The exit code of a verb's result (see the module docs for the table).
+pub fn exit_code(result: &Result<(), CliError>) -> u8 {
+    match result {
+        Ok(()) => exit::OK,
+        Err(CliError::Config(_) | CliError::Usage(_)) => exit::USAGE,
+        Err(CliError::Failed(_)) => exit::FAILED,
+        Err(CliError::Interrupted) => exit::INTERRUPTED,
+    }
+}
+
+/// Runs one engine verb, prints its error (if any) once to stderr, and returns the exit code.
+pub fn execute(cmd: EngineCommand, global: &GlobalArgs, registry: &Registry) -> ExitCode {
+    let result = execute_result(cmd, global, registry);
+    match &result {
+        Err(CliError::Config(e)) => eprint!("{e}"),
+        Err(CliError::Interrupted) => {
+            eprintln!("error: interrupted; finished stages stay cached, rerun to resume")
+        }
+        Err(e) => eprintln!("error: {e}"),
+        Ok(()) => {}
+    }
+    ExitCode::from(exit_code(&result))
+}
+
+/// Like [`execute`], returning the error instead of printing it.
+pub fn execute_result(
+    cmd: EngineCommand,
+    global: &GlobalArgs,
+    registry: &Registry,
+) -> Result<(), CliError> {
+    match cmd {
+        EngineCommand::Run(args) => run::run(args, global, registry),
+        EngineCommand::Plan(args) => plan::plan(args, global, registry),
+        EngineCommand::Dag(args) => dag::dag(args, registry),
+        EngineCommand::Gc(args) => gc::gc(args, global),
+        EngineCommand::Cache(CacheCommand::Verify) => gc::verify(global),
+        EngineCommand::Kinds => {
+            print!("{}", registry.describe());
+            Ok(())
+        }
+    }
+}
+
+/// Installs the tracing subscriber: `-q` warn, default info, `-v` debug, `-vv` trace; `RUST_LOG`
+/// overrides all of them. Logs go to stderr; stdout carries only the verbs' output.
+pub fn init_logging(global: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let level = if global.quiet {
+        "warn"
+    } else {
+        match global.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = match global.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+/// The cache for an experiment: `--cache-dir`/`VAEPIPE_CACHE_DIR`, else `[experiment] cache`,
+/// else `./cache`.
+pub(crate) fn cache_dir(global: &GlobalArgs, exp: Option<&Experiment>) -> PathBuf {
+    global
+        .cache_dir
+        .clone()
+        .or_else(|| exp.and_then(|e| e.cache_dir.clone()))
+        .unwrap_or_else(|| PathBuf::from("cache"))
+}
+
+pub(crate) fn runs_dir(global: &GlobalArgs) -> PathBuf {
+    global
+        .runs_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs"))
+}
+
+pub(crate) fn load(
+    file: &Path,
+    registry: &Registry,
+    set: &[String],
+) -> Result<Experiment, CliError> {
+    Ok(crate::config::load(file, registry, set)?)
+}

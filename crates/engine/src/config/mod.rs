@@ -1,0 +1,10 @@
+//! Experiment files: TOML → [`raw`] (spans kept, only layer that sees TOML) → [`resolve`]
+//! (typed params, overrides, references) → [`Experiment`]. Errors are collected in [`error`].
+
+pub mod error;
+pub mod raw;
+pub mod resolve;
+
+pub use error::{ConfigError, ConfigErrors, ErrorSite, SourceFile};
+pub use raw::FingerprintMode;
+pub use resolve::{load, load_str, Experiment, InputSpec, StageSpec, Upstream, UpstreamTarget};

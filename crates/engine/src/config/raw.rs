@@ -1,0 +1,409 @@
+//! The raw layer: the experiment file's TOML, mirrored with spans and nothing resolved.
+//!
+//! Only this module sees TOML syntax. It splits the document into the `[experiment]` header,
+//! `[input.<name>]` tables and `[stage.<name>]` tables, and for each stage separates the
+//! reserved keys (`kind`, `from`) from the rest, which stays a spanned TOML table until
+//! `resolve` hands it to the kind's `Params` deserializer. Stage tables are split by hand, not
+//! with `#[serde(flatten)]`, because flatten silently disables `deny_unknown_fields`.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::error::{suggestion, ConfigError};
+
+/// How an external input is fingerprinted into the keys of the stages that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FingerprintMode {
+    /// Sorted relative path, size and mtime of every file: fast; can miss, should not falsely hit.
+    #[default]
+    Stat,
+    /// blake3 of every file's bytes, on a rayon pool.
+    Content,
+}
+
+impl FingerprintMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FingerprintMode::Stat => "stat",
+            FingerprintMode::Content => "content",
+        }
+    }
+}
+
+/// `[experiment]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeader {
+    /// Names `runs/<name>/`; default: the file stem.
+    pub name: Option<Spanned<String>>,
+    /// Goes into every stage's key; default 0.
+    pub seed: Option<Spanned<u64>>,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`; never in a key.
+    pub device: Option<Spanned<String>>,
+    /// Cache directory, relative to the experiment file's directory.
+    pub cache: Option<Spanned<String>>,
+}
+
+/// `[input.<name>]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInputTable {
+    /// A directory or a file; `~` is expanded, relative paths start at the experiment's directory.
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub fingerprint: Option<Spanned<FingerprintMode>>,
+}
+
+#[derive(Debug)]
+pub struct RawInput {
+    pub name: String,
+    pub name_span: Range<usize>,
+    pub table: RawInputTable,
+}
+
+/// One `from.<role> = "<name>[/subpath]"` entry.
+#[derive(Debug, Clone)]
+pub struct RawFrom {
+    pub role: String,
+    pub role_span: Range<usize>,
+    pub target: String,
+    pub target_span: Range<usize>,
+}
+
+/// `[stage.<name>]`, split into reserved keys and the kind's params.
+#[derive(Debug)]
+pub struct RawStage<'s> {
+    pub name: String,
+    pub name_span: Range<usize>,
+    pub kind: Option<Spanned<String>>,
+    pub from: Vec<RawFrom>,
+    /// The stage table minus `kind` and `from`, with the stage table's span.
+    pub params: Spanned<DeValue<'s>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawExperiment<'s> {
+    pub header: RawHeader,
+    pub inputs: Vec<RawInput>,
+    pub stages: Vec<RawStage<'s>>,
+}
+
+const TOP_LEVEL: &[&str] = &["experiment", "input", "stage"];
+
+/// Turns a serde/toml error into a `ConfigError`, with a did-you-mean for unknown fields and
+/// variants. `noun` names what the table's keys are ("key", "param"); `context` names the table
+/// ("`[experiment]`", "stage `train` (kind `train-vae`)").
+pub(crate) fn from_toml_error(
+    e: &toml::de::Error,
+    fallback: Range<usize>,
+    noun: &str,
+    context: &str,
+    key: Option<&str>,
+) -> ConfigError {
+    let span = e.span().unwrap_or(fallback);
+    serde_message_to_error(e.message(), noun, context, key).into_error_at(span)
+}
+
+/// A serde message reworded, plus the help line it suggests.
+pub(crate) struct Reworded {
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Reworded {
+    pub fn into_error_at(self, span: Range<usize>) -> ConfigError {
+        ConfigError::at(span, self.message).with_help_opt(self.help)
+    }
+}
+
+/// `key` is the key whose value failed, when known.
+pub(crate) fn serde_message_to_error(
+    message: &str,
+    noun: &str,
+    context: &str,
+    key: Option<&str>,
+) -> Reworded {
+    let backticked = |rest: &str| -> (String, Vec<String>) {
+        let name = rest.split('`').next().unwrap_or("").to_owned();
+        let candidates = match rest.split_once("expected") {
+            Some((_, list)) => list
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect(),
+            None => Vec::new(),
+        };
+        (name, candidates)
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (name, candidates) = backticked(rest);
+        let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let help = if candidates.is_empty() {
+            Some(format!("{context} takes no {noun}s"))
+        } else {
+            suggestion(&name, &candidates, &format!("{noun}s"))
+        };
+        return Reworded {
+            message: format!("unknown {noun} `{name}` in {context}"),
+            help,
+        };
+    }
+    let of_key = key.map(|k| format!("`{k}` in ")).unwrap_or_default();
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (name, candidates) = backticked(rest);
+        let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        return Reworded {
+            message: format!("unknown value `{name}` for {of_key}{context}"),
+            help: suggestion(&name, &candidates, "values"),
+        };
+    }
+    if let Some(field) = message.strip_prefix("missing field `") {
+        let name = field.split('`').next().unwrap_or("");
+        return Reworded {
+            message: format!("missing required {noun} `{name}` in {context}"),
+            help: Some(format!("add `{name} = ...`")),
+        };
+    }
+    Reworded {
+        message: format!("{of_key}{context}: {message}"),
+        help: None,
+    }
+}
+
+/// The top-level key of `table` whose key or value span contains `span`.
+pub(crate) fn key_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    table.iter().find_map(|(k, v)| {
+        let inside = |r: Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
+        (inside(k.span()) || inside(v.span())).then(|| k.get_ref().to_string())
+    })
+}
+
+fn table_of<'a, 's>(v: &'a Spanned<DeValue<'s>>) -> Option<&'a DeTable<'s>> {
+    match v.get_ref() {
+        DeValue::Table(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Parses the document. Syntax errors stop here (all of them are returned); structural errors
+/// are collected and parsing continues so the user sees every problem in one pass.
+pub fn parse(text: &str) -> (RawExperiment<'_>, Vec<ConfigError>) {
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        let errors = syntax
+            .iter()
+            .map(|e| {
+                ConfigError::at(
+                    e.span().unwrap_or(0..0),
+                    format!("invalid TOML: {}", e.message()),
+                )
+            })
+            .collect();
+        return (RawExperiment::default(), errors);
+    }
+    let mut errors = Vec::new();
+    let mut raw = RawExperiment::default();
+    let root_span = root.span();
+    let root = root.into_inner();
+    for (key, value) in root {
+        let name: &str = key.get_ref();
+        match name {
+            "experiment" => {
+                let span = value.span();
+                match RawHeader::deserialize(toml::de::ValueDeserializer::from(value)) {
+                    Ok(h) => raw.header = h,
+                    Err(e) => errors.push(from_toml_error(&e, span, "key", "`[experiment]`", None)),
+                }
+            }
+            "input" => parse_inputs(value, &mut raw, &mut errors),
+            "stage" => parse_stages(value, &mut raw, &mut errors),
+            "sweep" => errors.push(
+                ConfigError::at(key.span(), "`[sweep]` tables are not supported yet")
+                    .with_help("expand the sweep by hand, or use `--set` for one-off changes"),
+            ),
+            other => errors.push(
+                ConfigError::at(key.span(), format!("unknown top-level table `{other}`"))
+                    .with_help_opt(suggestion(other, TOP_LEVEL, "tables")),
+            ),
+        }
+    }
+    let _ = root_span;
+    raw.stages.sort_by_key(|s| s.name_span.start);
+    raw.inputs.sort_by_key(|s| s.name_span.start);
+    (raw, errors)
+}
+
+fn parse_inputs(
+    value: Spanned<DeValue<'_>>,
+    raw: &mut RawExperiment<'_>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.push(
+            ConfigError::at(span, "`input` must be a table of inputs")
+                .with_help("write `[input.<name>]` with a `path = \"...\"` key"),
+        );
+        return;
+    };
+    for (name, def) in table {
+        let def_span = def.span();
+        if !matches!(def.get_ref(), DeValue::Table(_)) {
+            errors.push(
+                ConfigError::at(
+                    def_span,
+                    format!("input `{}` must be a table", name.get_ref()),
+                )
+                .with_help(format!(
+                    "write `[input.{}]` with `path = \"...\"`",
+                    name.get_ref()
+                )),
+            );
+            continue;
+        }
+        let context = format!("input `{}`", name.get_ref());
+        let key = match def.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => None,
+        }
+        .and_then(|t| t.get("fingerprint").map(|_| "fingerprint"));
+        match RawInputTable::deserialize(toml::de::ValueDeserializer::from(def)) {
+            Ok(table) => raw.inputs.push(RawInput {
+                name: name.get_ref().to_string(),
+                name_span: name.span(),
+                table,
+            }),
+            Err(e) => errors.push(from_toml_error(&e, name.span(), "key", &context, key)),
+        }
+    }
+}
+
+fn parse_stages<'s>(
+    value: Spanned<DeValue<'s>>,
+    raw: &mut RawExperiment<'s>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.push(
+            ConfigError::at(span, "`stage` must be a table of stages")
+                .with_help("write `[stage.<name>]` with a `kind = \"...\"` key"),
+        );
+        return;
+    };
+    for (name, def) in table {
+        let def_span = def.span();
+        let stage_name = name.get_ref().to_string();
+        let DeValue::Table(mut body) = def.into_inner() else {
+            errors.push(
+                ConfigError::at(def_span, format!("stage `{stage_name}` must be a table"))
+                    .with_help(format!(
+                        "write `[stage.{stage_name}]` with `kind = \"...\"`"
+                    )),
+            );
+            continue;
+        };
+        let kind = match body.remove("kind") {
+            Some(v) => match v.get_ref() {
+                DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
+                other => {
+                    errors.push(ConfigError::at(
+                        v.span(),
+                        format!(
+                            "`kind` of stage `{stage_name}` must be a string, found {}",
+                            other.type_str()
+                        ),
+                    ));
+                    None
+                }
+            },
+            None => {
+                errors.push(
+                    ConfigError::at(name.span(), format!("stage `{stage_name}` has no `kind`"))
+                        .with_help("add `kind = \"<kind>\"`; `vaepipe kinds` lists them"),
+                );
+                None
+            }
+        };
+        let mut from = Vec::new();
+        if let Some(v) = body.remove("from") {
+            match table_of(&v) {
+                Some(roles) => {
+                    for (role, target) in roles {
+                        match target.get_ref() {
+                            DeValue::String(s) => from.push(RawFrom {
+                                role: role.get_ref().to_string(),
+                                role_span: role.span(),
+                                target: s.to_string(),
+                                target_span: target.span(),
+                            }),
+                            other => errors.push(
+                                ConfigError::at(
+                                    target.span(),
+                                    format!(
+                                        "`from.{}` must be a string, found {}",
+                                        role.get_ref(),
+                                        other.type_str()
+                                    ),
+                                )
+                                .with_help("write `\"<stage or input>[/subpath]\"`"),
+                            ),
+                        }
+                    }
+                }
+                None => errors.push(
+                    ConfigError::at(
+                        v.span(),
+                        format!("`from` of stage `{stage_name}` must be a table"),
+                    )
+                    .with_help("write `from = { <role> = \"<stage or input>[/subpath]\" }`"),
+                ),
+            }
+        }
+        from.sort_by_key(|f| f.role_span.start);
+        raw.stages.push(RawStage {
+            name: stage_name,
+            name_span: name.span(),
+            kind,
+            from,
+            params: Spanned::new(def_span, DeValue::Table(body)),
+        });
+    }
+}
+
+/// The span of the value at a dotted `path` inside a params table (`a.b`, `list.2`).
+pub(crate) fn span_of_path(params: &Spanned<DeValue<'_>>, path: &str) -> Option<Range<usize>> {
+    let mut current = params;
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        current = match current.get_ref() {
+            DeValue::Table(t) => t.get(segment)?,
+            DeValue::Array(a) => a.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(current.span())
+}
+
+/// The span of the key naming `path`'s last segment, when it is a table key.
+pub(crate) fn key_span_of_path(params: &Spanned<DeValue<'_>>, path: &str) -> Option<Range<usize>> {
+    let (parent, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (p, l),
+        None => ("", path),
+    };
+    let mut current = params;
+    for segment in parent.split('.').filter(|s| !s.is_empty()) {
+        current = match current.get_ref() {
+            DeValue::Table(t) => t.get(segment)?,
+            _ => return None,
+        };
+    }
+    match current.get_ref() {
+        DeValue::Table(t) => t.get_key_value(last).map(|(k, _)| k.span()),
+        _ => None,
+    }
+}

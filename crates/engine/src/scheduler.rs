@@ -1,0 +1,543 @@
+//! Planning and running: turns an [`Experiment`] into a [`Plan`] (every selected stage with its
+//! key, preimage and [`Freshness`], cargo's `Job = Work + Freshness`), then executes it.
+//!
+//! Keys are static: a stage's key depends on its upstream *keys*, not on their outputs, so the
+//! whole plan (and `vaepipe plan`'s explanations) is known before anything runs. Execution runs
+//! ready stages concurrently up to `jobs`, never two accelerator stages at once, and reports
+//! progress as [`Event`]s for the CLI to render. Each stage goes through the cache's lock →
+//! re-check → temp dir → run → commit sequence; a failure or panic (caught) stops only the
+//! stages downstream of it, and committed upstream entries stay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cache::dirty::{self, DirtyReason};
+use crate::cache::fingerprint::{self, InputFingerprint};
+use crate::cache::key::{InputRef, KeyPreimage, StageKey, UpstreamRef, KEY_FORMAT};
+use crate::cache::manifest::{rfc3339, InputRecord, Manifest, UpstreamRecord, MANIFEST_FORMAT};
+use crate::cache::store::{CacheStore, Lookup, StoreError};
+use crate::config::{Experiment, FingerprintMode, UpstreamTarget};
+use crate::graph::StageGraph;
+use crate::stage::{RunOptions, StageCx};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Fingerprint(#[from] fingerprint::FingerprintError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown stage `{name}` in `{flag}`{}", help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
+    UnknownStage {
+        flag: &'static str,
+        name: String,
+        help: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Freshness {
+    /// A valid entry exists for the key: running the stage is a no-op.
+    Fresh,
+    Dirty(Vec<DirtyReason>),
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    /// Index into `Experiment::stages`.
+    pub index: usize,
+    pub name: String,
+    pub kind: String,
+    pub key: StageKey,
+    pub preimage: KeyPreimage,
+    pub freshness: Freshness,
+    pub forced: bool,
+    pub uses_accelerator: bool,
+    /// Resolved paths by role: upstream entry dirs (+ subpath) or input paths (+ subpath).
+    pub inputs: BTreeMap<String, PathBuf>,
+    pub upstream: BTreeMap<String, UpstreamRecord>,
+    pub input_records: BTreeMap<String, InputRecord>,
+    /// Indices into `Plan::stages` of the stages this one waits for.
+    pub deps: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub experiment: String,
+    /// Selected stages, upstream before downstream.
+    pub stages: Vec<PlannedStage>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--only`: these stages and what they need upstream.
+    pub only: Vec<String>,
+    /// `--force`: rerun these even when fresh.
+    pub force: Vec<String>,
+}
+
+fn stage_index(exp: &Experiment, flag: &'static str, name: &str) -> Result<usize, EngineError> {
+    exp.stages
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| EngineError::UnknownStage {
+            flag,
+            name: name.to_owned(),
+            help: crate::config::error::suggestion(name, &exp.stage_names(), "stages"),
+        })
+}
+
+/// Computes every selected stage's key and freshness. Fingerprints inputs (once per path) and
+/// stores their listings so later plans can explain changes.
+pub fn plan(
+    exp: &Experiment,
+    graph: &StageGraph,
+    store: &CacheStore,
+    runs_dir: &Path,
+    options: &PlanOptions,
+) -> Result<Plan, EngineError> {
+    let selected = if options.only.is_empty() {
+        (0..exp.stages.len()).collect()
+    } else {
+        let roots: Result<Vec<usize>, _> = options
+            .only
+            .iter()
+            .map(|n| stage_index(exp, "--only", n))
+            .collect();
+        graph.with_ancestors(&roots?)
+    };
+    let forced: Result<Vec<usize>, _> = options
+        .force
+        .iter()
+        .map(|n| stage_index(exp, "--force", n))
+        .collect();
+    let forced = forced?;
+
+    let mut fingerprints: HashMap<(PathBuf, FingerprintMode), Arc<InputFingerprint>> =
+        HashMap::new();
+    let mut keys: HashMap<usize, StageKey> = HashMap::new();
+    let mut position: HashMap<usize, usize> = HashMap::new();
+    let mut stages = Vec::new();
+    for &i in graph.topo_order() {
+        let spec = &exp.stages[i];
+        let mut upstream_refs = BTreeMap::new();
+        let mut upstream = BTreeMap::new();
+        let mut input_refs = BTreeMap::new();
+        let mut input_records = BTreeMap::new();
+        let mut inputs = BTreeMap::new();
+        for u in &spec.from {
+            match &u.target {
+                UpstreamTarget::Stage { name, subpath } => {
+                    let j = exp.stages.iter().position(|s| &s.name == name).unwrap_or(i);
+                    // Topological order guarantees the upstream key is known.
+                    let Some(key) = keys.get(&j).cloned() else {
+                        continue;
+                    };
+                    inputs.insert(u.role.clone(), join_sub(&store.entry_dir(&key), subpath));
+                    upstream_refs.insert(
+                        u.role.clone(),
+                        UpstreamRef {
+                            key: key.clone(),
+                            subpath: subpath.clone(),
+                        },
+                    );
+                    upstream.insert(
+                        u.role.clone(),
+                        UpstreamRecord {
+                            stage: name.clone(),
+                            key,
+                            subpath: subpath.clone(),
+                        },
+                    );
+                }
+                UpstreamTarget::Input { name, subpath } => {
+                    let Some(input) = exp.inputs.get(name) else {
+                        continue;
+                    };
+                    let path = join_sub(&input.path, subpath);
+                    let fp = match fingerprints.get(&(path.clone(), input.mode)) {
+                        Some(fp) => fp.clone(),
+                        None => {
+                            let fp = Arc::new(fingerprint::fingerprint(&path, input.mode)?);
+                            store.save_listing(&fp)?;
+                            fingerprints.insert((path.clone(), input.mode), fp.clone());
+                            fp
+                        }
+                    };
+                    input_refs.insert(
+                        u.role.clone(),
+                        InputRef {
+                            input: name.clone(),
+                            subpath: subpath.clone(),
+                            mode: fp.mode.as_str().to_owned(),
+                            digest: fp.digest.clone(),
+                        },
+                    );
+                    input_records.insert(
+                        u.role.clone(),
+                        InputRecord {
+                            input: name.clone(),
+                            path: path.display().to_string(),
+                            mode: fp.mode.as_str().to_owned(),
+                            digest: fp.digest.clone(),
+                            files: fp.files.len(),
+                        },
+                    );
+                    inputs.insert(u.role.clone(), path);
+                }
+            }
+        }
+        let preimage = KeyPreimage {
+            format: KEY_FORMAT,
+            kind: spec.kind.kind().to_owned(),
+            kind_version: spec.kind.version(),
+            params: spec.params.canonical.clone(),
+            seed: exp.seed,
+            upstream: upstream_refs,
+            inputs: input_refs,
+        };
+        let key = preimage.key();
+        keys.insert(i, key.clone());
+        if !selected.contains(&i) {
+            continue;
+        }
+        let is_forced = forced.contains(&i);
+        let freshness = if is_forced {
+            Freshness::Dirty(vec![DirtyReason::Forced])
+        } else if store.get(&key).is_some() {
+            Freshness::Fresh
+        } else {
+            let link = runs_dir.join(&exp.name).join(&spec.name);
+            let upstream_names = upstream
+                .iter()
+                .map(|(r, u)| (r.clone(), u.stage.clone()))
+                .collect();
+            Freshness::Dirty(match store.linked_key(&link) {
+                Some(old) if old == key => vec![DirtyReason::EntryMissing],
+                Some(old) => match store.get(&old) {
+                    Some(a) => dirty::explain(&a.manifest, &preimage, &upstream_names, store),
+                    None => vec![DirtyReason::NeverRun],
+                },
+                None => vec![DirtyReason::NeverRun],
+            })
+        };
+        let deps = graph
+            .upstream(i)
+            .into_iter()
+            .filter_map(|j| position.get(&j).copied())
+            .collect();
+        position.insert(i, stages.len());
+        stages.push(PlannedStage {
+            index: i,
+            name: spec.name.clone(),
+            kind: spec.kind.kind().to_owned(),
+            key,
+            preimage,
+            freshness,
+            forced: is_forced,
+            uses_accelerator: spec.uses_accelerator,
+            inputs,
+            upstream,
+            input_records,
+            deps,
+        });
+    }
+    Ok(Plan {
+        experiment: exp.name.clone(),
+        stages,
+    })
+}
+
+fn join_sub(base: &Path, subpath: &str) -> PathBuf {
+    if subpath.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(subpath)
+    }
+}
+
+/// What happened to one stage.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Hit {
+        key: StageKey,
+        dir: PathBuf,
+    },
+    Ran {
+        key: StageKey,
+        dir: PathBuf,
+        duration: Duration,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not started because an upstream stage failed or was cancelled.
+    Skipped {
+        because: String,
+    },
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Outcome::Hit { .. } | Outcome::Ran { .. })
+    }
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            Outcome::Hit { dir, .. } | Outcome::Ran { dir, .. } => Some(dir),
+            _ => None,
+        }
+    }
+}
+
+/// Progress, for the CLI to render.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        stage: String,
+        key: StageKey,
+    },
+    /// Another process holds the stage's lock; about to block.
+    Waiting {
+        stage: String,
+        key: StageKey,
+    },
+    Finished {
+        stage: String,
+        outcome: Outcome,
+        elapsed: Duration,
+    },
+}
+
+pub struct ExecuteOptions<'a> {
+    pub run: &'a RunOptions,
+    pub jobs: usize,
+    pub cancel: Arc<AtomicBool>,
+    pub runs_dir: PathBuf,
+    /// Recorded in manifests.
+    pub tool_version: String,
+}
+
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// In plan order.
+    pub results: Vec<(String, Outcome)>,
+}
+
+impl RunReport {
+    pub fn all_succeeded(&self) -> bool {
+        self.results.iter().all(|(_, o)| o.succeeded())
+    }
+    pub fn cancelled(&self) -> bool {
+        self.results
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Cancelled))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Pending,
+    Running,
+    Done(bool),
+}
+
+/// Runs the plan. Never panics on a stage's panic; returns every stage's outcome.
+pub fn execute(
+    exp: &Experiment,
+    plan: &Plan,
+    store: &CacheStore,
+    options: &ExecuteOptions<'_>,
+    on_event: &(dyn Fn(&Event) + Sync),
+) -> RunReport {
+    let n = plan.stages.len();
+    let mut state = vec![State::Pending; n];
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+    let jobs = options.jobs.max(1);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        let mut running = 0usize;
+        let mut accelerator_busy = false;
+        loop {
+            let cancelled = options.cancel.load(Ordering::Relaxed);
+            for i in 0..n {
+                if state[i] != State::Pending {
+                    continue;
+                }
+                let ps = &plan.stages[i];
+                if cancelled {
+                    state[i] = State::Done(false);
+                    outcomes[i] = Some(Outcome::Cancelled);
+                    continue;
+                }
+                if let Some(&bad) = ps.deps.iter().find(|&&d| state[d] == State::Done(false)) {
+                    let because = format!("upstream `{}` did not complete", plan.stages[bad].name);
+                    on_event(&Event::Finished {
+                        stage: ps.name.clone(),
+                        outcome: Outcome::Skipped {
+                            because: because.clone(),
+                        },
+                        elapsed: Duration::ZERO,
+                    });
+                    state[i] = State::Done(false);
+                    outcomes[i] = Some(Outcome::Skipped { because });
+                    continue;
+                }
+                let ready = ps.deps.iter().all(|&d| state[d] == State::Done(true));
+                if !ready || running >= jobs || (ps.uses_accelerator && accelerator_busy) {
+                    continue;
+                }
+                state[i] = State::Running;
+                running += 1;
+                accelerator_busy |= ps.uses_accelerator;
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let outcome = run_stage(exp, ps, store, options, on_event);
+                    on_event(&Event::Finished {
+                        stage: ps.name.clone(),
+                        outcome: outcome.clone(),
+                        elapsed: started.elapsed(),
+                    });
+                    let _ = tx.send((i, outcome));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, outcome)) = rx.recv() else { break };
+            running -= 1;
+            if plan.stages[i].uses_accelerator {
+                accelerator_busy = false;
+            }
+            state[i] = State::Done(outcome.succeeded());
+            outcomes[i] = Some(outcome);
+        }
+    });
+    RunReport {
+        results: plan
+            .stages
+            .iter()
+            .zip(outcomes)
+            .map(|(ps, o)| (ps.name.clone(), o.unwrap_or(Outcome::Cancelled)))
+            .collect(),
+    }
+}
+
+fn run_stage(
+    exp: &Experiment,
+    ps: &PlannedStage,
+    store: &CacheStore,
+    options: &ExecuteOptions<'_>,
+    on_event: &(dyn Fn(&Event) + Sync),
+) -> Outcome {
+    let failed = |e: &dyn std::fmt::Display| Outcome::Failed {
+        error: e.to_string(),
+    };
+    let on_wait = || {
+        on_event(&Event::Waiting {
+            stage: ps.name.clone(),
+            key: ps.key.clone(),
+        })
+    };
+    let lookup = if ps.forced {
+        store.lock(&ps.key, on_wait).map(Lookup::Miss)
+    } else {
+        store.lookup(&ps.key, on_wait)
+    };
+    let lock = match lookup {
+        Ok(Lookup::Hit(artifact)) => {
+            if let Err(e) = store.link(&options.runs_dir, &exp.name, &ps.name, &ps.key) {
+                return failed(&e);
+            }
+            return Outcome::Hit {
+                key: ps.key.clone(),
+                dir: artifact.dir,
+            };
+        }
+        Ok(Lookup::Miss(lock)) => lock,
+        Err(e) => return failed(&e),
+    };
+    if options.cancel.load(Ordering::Relaxed) {
+        return Outcome::Cancelled;
+    }
+    on_event(&Event::Started {
+        stage: ps.name.clone(),
+        key: ps.key.clone(),
+    });
+    let pending = match store.begin(lock) {
+        Ok(p) => p,
+        Err(e) => return failed(&e),
+    };
+    let spec = &exp.stages[ps.index];
+    let started_at = SystemTime::now();
+    let clock = Instant::now();
+    let mut cx = StageCx::new(
+        &ps.name,
+        pending.tmp_dir.clone(),
+        pending.partial_dir.clone(),
+        ps.inputs.clone(),
+        exp.seed,
+        options.run,
+        options.cancel.clone(),
+    );
+    let result = catch_unwind(AssertUnwindSafe(|| spec.kind.run(&spec.params, &mut cx)));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            if options.cancel.load(Ordering::Relaxed) {
+                return Outcome::Cancelled;
+            }
+            return Outcome::Failed {
+                error: format!("{e:#}"),
+            };
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".to_owned());
+            return Outcome::Failed {
+                error: format!("panicked: {message}"),
+            };
+        }
+    }
+    let duration = clock.elapsed();
+    let manifest = Manifest {
+        manifest_format: MANIFEST_FORMAT,
+        key: ps.key.clone(),
+        stage: ps.name.clone(),
+        experiment: exp.name.clone(),
+        kind: ps.kind.clone(),
+        kind_version: ps.preimage.kind_version,
+        params: ps.preimage.params.clone(),
+        preimage: ps.preimage.clone(),
+        upstream: ps.upstream.clone(),
+        inputs: ps.input_records.clone(),
+        overrides: exp.overrides.clone(),
+        outputs: Vec::new(),
+        started_at: rfc3339(started_at),
+        finished_at: rfc3339(SystemTime::now()),
+        duration_s: duration.as_secs_f64(),
+        tool_version: options.tool_version.clone(),
+        device: options.run.device.clone(),
+        threads: options.run.threads,
+        notes: cx.notes().clone(),
+    };
+    let artifact = match store.commit(pending, manifest) {
+        Ok(a) => a,
+        Err(e) => return failed(&e),
+    };
+    if let Err(e) = store.link(&options.runs_dir, &exp.name, &ps.name, &ps.key) {
+        return failed(&e);
+    }
+    Outcome::Ran {
+        key: ps.key.clone(),
+        dir: artifact.dir,
+        duration,
+    }
+}

@@ -1,0 +1,622 @@
+//! Integration tests of the engine's promises, driving the real `engine-testbed` binary on temp
+//! dirs: one test per promise, in both directions where there are two. Synchronisation is by
+//! file handshakes (markers, partial-dir checkpoints, log lines), never by sleeping.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_engine-testbed");
+
+struct Project {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Project {
+    fn new() -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("project");
+        fs::create_dir_all(&dir).unwrap();
+        Project { _tmp: tmp, dir }
+    }
+
+    fn file(&self, rel: &str, text: &str) -> &Self {
+        let path = self.dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(&self.dir)
+            .env_remove("VAEPIPE_CACHE_DIR")
+            .env_remove("VAEPIPE_RUNS_DIR")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command(args).output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code,
+            0,
+            "`{}` failed:\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            r.stdout,
+            r.stderr
+        );
+        r
+    }
+
+    fn spawn(&self, args: &[&str], log: &str) -> Child {
+        let log = fs::File::create(self.dir.join(log)).unwrap();
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn count(&self, name: &str) -> usize {
+        fs::read_to_string(self.dir.join("counts").join(name))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Committed entries (a valid-looking manifest) in the project's cache.
+    fn committed(&self) -> usize {
+        fs::read_dir(self.dir.join("cache/entries"))
+            .map(|it| {
+                it.filter_map(Result::ok)
+                    .filter(|e| e.path().join("manifest.json").exists())
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The highest step any slow stage has checkpointed into a partial dir.
+fn partial_progress(dir: &Path) -> u32 {
+    fs::read_dir(dir.join("cache/partial"))
+        .map(|it| {
+            it.filter_map(Result::ok)
+                .filter_map(|e| fs::read_to_string(e.path().join("progress")).ok())
+                .filter_map(|s| s.trim().parse().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+const CHAIN: &str = r#"
+[experiment]
+name = "chain"
+seed = 1
+
+[stage.a]
+kind = "count"
+counter = "counts/a"
+label = "a"
+
+[stage.b]
+kind = "count"
+counter = "counts/b"
+label = "LABEL"
+from = { after = "a" }
+
+[stage.c]
+kind = "count"
+counter = "counts/c"
+label = "c"
+from = { after = "b" }
+"#;
+
+#[test]
+fn changing_a_param_reruns_that_stage_and_downstream_and_nothing_upstream() {
+    let p = Project::new();
+    p.file("exp.toml", &CHAIN.replace("LABEL", "x"));
+    p.ok(&["run", "exp.toml"]);
+    assert_eq!((p.count("a"), p.count("b"), p.count("c")), (1, 1, 1));
+
+    // Unchanged: nothing reruns.
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("0 ran, 3 fresh"), "{}", r.stdout);
+
+    p.file("exp.toml", &CHAIN.replace("LABEL", "y"));
+    let plan = p.ok(&["plan", "exp.toml"]);
+    assert_eq!(
+        plan.stdout,
+        "a  fresh\nb  dirty  param `label` changed: \"x\" → \"y\"\nc  dirty  upstream `b` changed\n"
+    );
+    p.ok(&["run", "exp.toml"]);
+    assert_eq!((p.count("a"), p.count("b"), p.count("c")), (1, 2, 2));
+}
+
+#[test]
+fn set_override_changes_the_key_and_shows_in_plan_and_manifest() {
+    let p = Project::new();
+    p.file("exp.toml", &CHAIN.replace("LABEL", "x"));
+    p.ok(&["run", "exp.toml"]);
+    let plan = p.ok(&["plan", "exp.toml", "--set", "stage.b.label=z"]);
+    assert!(
+        plan.stdout.starts_with("with --set stage.b.label=z\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("b  dirty  param `label` changed: \"x\" → \"z\""),
+        "{}",
+        plan.stdout
+    );
+    p.ok(&["run", "exp.toml", "--set", "stage.b.label=z"]);
+    let manifest = fs::read_to_string(p.dir.join("runs/chain/b/manifest.json")).unwrap();
+    assert!(manifest.contains("\"stage.b.label=z\""), "{manifest}");
+    assert_eq!(
+        fs::read_to_string(p.dir.join("runs/chain/b/count.txt")).unwrap(),
+        "z"
+    );
+    // A type error in an override is a usage error.
+    let bad = p.run(&["run", "exp.toml", "--set", "stage.b.sleep_ms=soon"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("`sleep_ms` in stage `b` (kind `count`): invalid type"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn explicit_default_and_integer_float_keep_the_key() {
+    let p = Project::new();
+    p.file("exp.toml", "[stage.w]\nkind = \"write\"\n");
+    p.ok(&["run", "exp.toml"]);
+    p.file(
+        "exp.toml",
+        "[stage.w]\nkind = \"write\"\ntext = \"hello\"\nscale = 1\n",
+    );
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("0 ran, 1 fresh"), "{}", r.stdout);
+    // The other direction: a non-default value is a new key.
+    p.file("exp.toml", "[stage.w]\nkind = \"write\"\nscale = 1.5\n");
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("1 ran, 0 fresh"), "{}", r.stdout);
+}
+
+#[test]
+fn device_and_threads_do_not_change_keys() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[experiment]\ndevice = \"cpu\"\n[stage.w]\nkind = \"write\"\n",
+    );
+    p.ok(&["run", "exp.toml", "--threads", "1"]);
+    let r = p.ok(&[
+        "run",
+        "exp.toml",
+        "--device",
+        "cuda:1",
+        "--threads",
+        "7",
+        "-j",
+        "1",
+    ]);
+    assert!(r.stdout.contains("0 ran, 1 fresh"), "{}", r.stdout);
+    p.file(
+        "exp.toml",
+        "[experiment]\ndevice = \"cuda\"\n[stage.w]\nkind = \"write\"\n",
+    );
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("0 ran, 1 fresh"), "{}", r.stdout);
+    // Recorded, though: the manifest says which device computed the entry.
+    let manifest = fs::read_to_string(p.dir.join("runs/exp/w/manifest.json")).unwrap();
+    assert!(manifest.contains("\"device\": \"cpu\""), "{manifest}");
+}
+
+#[test]
+fn moving_the_project_directory_keeps_the_cache() {
+    let p = Project::new();
+    p.file("data/x.txt", "x").file(
+        "exp.toml",
+        "[experiment]\ncache = \"cache\"\n[input.data]\npath = \"data\"\n[stage.c]\nkind = \"count\"\ncounter = \"counts/c\"\nfrom = { after = \"data\" }\n",
+    );
+    p.ok(&["run", "exp.toml"]);
+    let moved = p.dir.with_file_name("moved");
+    fs::rename(&p.dir, &moved).unwrap();
+    let q = Project {
+        _tmp: tempfile::tempdir().unwrap(),
+        dir: moved,
+    };
+    let plan = q.ok(&["plan", "exp.toml"]);
+    assert_eq!(plan.stdout, "c  fresh\n");
+    let r = q.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("0 ran, 1 fresh"), "{}", r.stdout);
+    assert_eq!(q.count("c"), 1);
+    assert!(
+        q.dir.join("runs/exp/c/count.txt").exists(),
+        "the runs/ link still resolves"
+    );
+}
+
+fn touch_mtime(path: &Path) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_234_567_890))
+        .unwrap();
+}
+
+fn input_project(mode: &str) -> Project {
+    let p = Project::new();
+    p.file("data/a/1.txt", "1").file("data/a/2.txt", "2").file(
+        "exp.toml",
+        &format!(
+            "[input.data]\npath = \"data\"\nfingerprint = \"{mode}\"\n[stage.c]\nkind = \"count\"\ncounter = \"counts/c\"\nfrom = {{ after = \"data\" }}\n"
+        ),
+    );
+    p.ok(&["run", "exp.toml"]);
+    p
+}
+
+#[test]
+fn touching_mtime_reruns_in_stat_mode_only() {
+    let p = input_project("stat");
+    touch_mtime(&p.dir.join("data/a/2.txt"));
+    let plan = p.ok(&["plan", "exp.toml"]);
+    assert_eq!(
+        plan.stdout,
+        "c  dirty  input `data` changed: 1 file modified (e.g. `a/2.txt`)\n"
+    );
+    p.ok(&["run", "exp.toml"]);
+    assert_eq!(p.count("c"), 2);
+
+    let p = input_project("content");
+    touch_mtime(&p.dir.join("data/a/2.txt"));
+    p.ok(&["run", "exp.toml"]);
+    assert_eq!(p.count("c"), 1, "content mode ignores mtime");
+    // ...but not content.
+    p.file("data/a/2.txt", "changed").file("data/b.txt", "new");
+    let plan = p.ok(&["plan", "exp.toml"]);
+    assert_eq!(
+        plan.stdout,
+        "c  dirty  input `data` changed: 1 file added, 1 file modified (e.g. `a/2.txt`)\n"
+    );
+}
+
+#[test]
+fn kill_9_during_a_slow_stage_leaves_no_complete_entry_and_the_rerun_resumes() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[stage.s]\nkind = \"slow\"\nsteps = 400\nstep_ms = 5\n",
+    );
+    let mut child = p.spawn(&["run", "exp.toml"], "run.log");
+    wait_until("a checkpoint", || partial_progress(&p.dir) >= 3);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(p.committed(), 0, "nothing looks complete after kill -9");
+    let resumed_at = partial_progress(&p.dir);
+    assert!(resumed_at >= 3);
+
+    p.ok(&["run", "exp.toml"]);
+    assert_eq!(p.committed(), 1);
+    let done = fs::read_to_string(p.dir.join("runs/exp/s/done.txt")).unwrap();
+    let from: u32 = done
+        .trim()
+        .trim_start_matches("resumed_from=")
+        .parse()
+        .unwrap();
+    assert!(
+        from >= resumed_at,
+        "resumed from step {from}, checkpoint was {resumed_at}"
+    );
+    assert_eq!(
+        partial_progress(&p.dir),
+        0,
+        "partial dir removed after commit"
+    );
+}
+
+#[test]
+fn two_concurrent_runs_compute_the_stage_once_and_the_second_says_it_waits() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[stage.c]\nkind = \"count\"\ncounter = \"counts/c\"\nstarted_marker = \"started\"\nrelease = \"release\"\n",
+    );
+    let mut first = p.spawn(&["run", "exp.toml"], "first.log");
+    wait_until("the first run to start the stage", || {
+        p.dir.join("started").exists()
+    });
+    let mut second = p.spawn(&["run", "exp.toml"], "second.log");
+    let second_log = || fs::read_to_string(p.dir.join("second.log")).unwrap_or_default();
+    wait_until("the second run to say it waits", || {
+        second_log().contains("waiting for another vaepipe run holding `c` (key ")
+    });
+    fs::write(p.dir.join("release"), "").unwrap();
+    assert!(first.wait().unwrap().success());
+    assert!(second.wait().unwrap().success(), "{}", second_log());
+    assert_eq!(p.count("c"), 1, "computed once");
+    assert!(
+        second_log().contains("stage `c` fresh (hit"),
+        "{}",
+        second_log()
+    );
+    assert_eq!(p.committed(), 1);
+}
+
+#[test]
+fn accelerator_stages_never_overlap() {
+    let p = Project::new();
+    let stage = |n: &str| {
+        format!("[stage.{n}]\nkind = \"count\"\ncounter = \"counts/{n}\"\naccelerator = true\nbusy_marker = \"busy\"\nsleep_ms = 50\n")
+    };
+    p.file(
+        "exp.toml",
+        &format!("{}{}{}", stage("x"), stage("y"), stage("z")),
+    );
+    p.ok(&["run", "exp.toml", "--jobs", "3"]);
+    assert_eq!((p.count("x"), p.count("y"), p.count("z")), (1, 1, 1));
+}
+
+#[test]
+fn a_failing_stage_exits_1_keeps_upstream_and_skips_downstream() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[stage.a]\nkind = \"write\"\n[stage.f]\nkind = \"fail\"\nmessage = \"boom\"\nfrom = { after = \"a\" }\n[stage.d]\nkind = \"count\"\ncounter = \"counts/d\"\nfrom = { after = \"f\" }\n",
+    );
+    let r = p.run(&["run", "exp.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("stage `f` failed: boom"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("stage `d` skipped: upstream `f` did not complete"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        p.committed(),
+        1,
+        "upstream `a` stays committed, `f` left nothing"
+    );
+    assert_eq!(p.count("d"), 0);
+    assert_eq!(
+        fs::read_dir(p.dir.join("cache/tmp")).unwrap().count(),
+        0,
+        "temp dir removed"
+    );
+}
+
+#[test]
+fn a_panicking_stage_is_reported_not_propagated() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[stage.f]\nkind = \"fail\"\nmessage = \"kaboom\"\npanic = true\n",
+    );
+    let r = p.run(&["run", "exp.toml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("stage `f` failed: panicked: kaboom"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn exit_codes() {
+    let p = Project::new();
+    p.file("good.toml", "[stage.w]\nkind = \"write\"\n");
+    p.file("bad.toml", "[stage.w]\nkind = \"write\"\ntxet = 1\n");
+    assert_eq!(p.run(&["run", "good.toml"]).code, 0);
+    let bad = p.run(&["run", "bad.toml"]);
+    assert_eq!(bad.code, 2);
+    assert_eq!(
+        bad.stderr,
+        "error: unknown param `txet` in stage `w` (kind `write`)\n --> bad.toml:3:1\n  |\n3 | txet = 1\n  | ^^^^\n  = help: did you mean `text`?\n"
+    );
+    assert_eq!(p.run(&["run", "missing.toml"]).code, 2);
+    let only = p.run(&["run", "good.toml", "--only", "ww"]);
+    assert_eq!(only.code, 2);
+    assert!(
+        only.stderr.contains("unknown stage `ww` in `--only`"),
+        "{}",
+        only.stderr
+    );
+    assert!(only.stderr.contains("did you mean `w`?"), "{}", only.stderr);
+    // 130: interrupted (SIGINT) during a slow stage; its checkpoint stays for a resume.
+    p.file(
+        "slow.toml",
+        "[stage.s]\nkind = \"slow\"\nsteps = 1000\nstep_ms = 5\n",
+    );
+    let mut child = p.spawn(&["run", "slow.toml"], "slow.log");
+    wait_until("a checkpoint", || partial_progress(&p.dir) >= 2);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(partial_progress(&p.dir) >= 2);
+}
+
+#[test]
+fn config_errors_land_on_their_line_and_column_all_in_one_pass() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[experiment]\nseed = \"x\"\n\n[stage.a]\nkind = \"wrte\"\n\n[stage.b]\nkind = \"write\"\nfrom = { src = \"c\" }\n",
+    );
+    let r = p.run(&["plan", "exp.toml"]);
+    assert_eq!(r.code, 2);
+    let locations: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("-->"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        locations,
+        ["--> exp.toml:2:8", "--> exp.toml:5:8", "--> exp.toml:9:16"],
+        "{}",
+        r.stderr
+    );
+    assert!(r
+        .stderr
+        .ends_with("error: could not load `exp.toml` due to 3 previous errors\n"));
+}
+
+#[test]
+fn only_runs_the_stage_and_its_upstream() {
+    let p = Project::new();
+    p.file("exp.toml", &CHAIN.replace("LABEL", "x"));
+    p.ok(&["run", "exp.toml", "--only", "b"]);
+    assert_eq!((p.count("a"), p.count("b"), p.count("c")), (1, 1, 0));
+    p.ok(&["run", "exp.toml", "--force", "a"]);
+    assert_eq!((p.count("a"), p.count("b"), p.count("c")), (2, 1, 1));
+}
+
+#[test]
+fn plan_verbose_prints_the_preimage_and_dag_prints_dot() {
+    let p = Project::new();
+    p.file("exp.toml", &CHAIN.replace("LABEL", "x"));
+    let r = p.ok(&["plan", "exp.toml", "-v"]);
+    assert!(
+        r.stdout
+            .contains("preimage  {\"format\":1,\"inputs\":{},\"kind\":\"count\""),
+        "{}",
+        r.stdout
+    );
+    let dag = p.ok(&["dag", "exp.toml"]);
+    assert!(
+        dag.stdout.starts_with("digraph \"chain\" {"),
+        "{}",
+        dag.stdout
+    );
+    assert!(
+        dag.stdout.contains("\"a\" -> \"b\" [label=\"after\"];"),
+        "{}",
+        dag.stdout
+    );
+}
+
+#[test]
+fn metrics_show_in_the_run_summary() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[stage.w]\nkind = \"write\"\nmetrics = true\nscale = 0.25\n",
+    );
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(
+        r.stdout.contains("w: runs/exp/w  len=5 scale=0.25"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn gc_deletes_only_unlinked_entries_and_refuses_a_non_cache() {
+    let p = Project::new();
+    p.file("exp.toml", "[stage.w]\nkind = \"write\"\ntext = \"one\"\n");
+    p.ok(&["run", "exp.toml"]);
+    p.file("exp.toml", "[stage.w]\nkind = \"write\"\ntext = \"two\"\n");
+    p.ok(&["run", "exp.toml"]);
+    assert_eq!(p.committed(), 2);
+    let dry = p.ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("would delete 1 item(s)"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(p.committed(), 2, "a dry run deletes nothing");
+    let gc = p.ok(&["gc"]);
+    assert!(
+        gc.stdout.contains("deleted 1 item(s)") && gc.stdout.contains(" freed"),
+        "{}",
+        gc.stdout
+    );
+    assert_eq!(p.committed(), 1);
+    assert_eq!(
+        fs::read_to_string(p.dir.join("runs/exp/w/out.txt")).unwrap(),
+        "two"
+    );
+
+    fs::create_dir_all(p.dir.join("precious")).unwrap();
+    let r = p.run(&["gc", "--cache-dir", "precious"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("is not a vaepipe cache (it has no CACHEDIR.TAG)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn cache_verify_names_tampered_and_truncated_entries() {
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        "[stage.w]\nkind = \"write\"\ntext = \"hello world\"\n[stage.v]\nkind = \"write\"\n",
+    );
+    p.ok(&["run", "exp.toml"]);
+    assert!(p
+        .ok(&["cache", "verify"])
+        .stdout
+        .contains("checked 2 entries, 0 damaged"));
+    let w = fs::canonicalize(p.dir.join("runs/exp/w")).unwrap();
+    fs::write(w.join("out.txt"), "hello").unwrap();
+    let r = p.run(&["cache", "verify"]);
+    assert_eq!(r.code, 1);
+    let key = w.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        r.stdout
+            .contains(&format!("damaged entry {key} (stage `w`):")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("`out.txt` was truncated or grew: 11 → 5 bytes"),
+        "{}",
+        r.stdout
+    );
+}
