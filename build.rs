@@ -9,8 +9,18 @@
 //! `device = "auto"` would silently train on the CPU. So libtorch is linked with
 //! `--no-as-needed`, which keeps its CUDA half (and everything it needs) in the link.
 
+//!
+//! It also records the libtorch version for `vaepipe --version` and the manifests.
+
+use std::path::Path;
+
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let version = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .ok()
+        .and_then(|lib| libtorch_version(Path::new(&lib)))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=VAEPIPE_LIBTORCH_VERSION={version}");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
@@ -23,4 +33,16 @@ fn main() {
         }
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
+}
+
+/// The wheel's `torch/version.py` (`__version__ = '2.13.0+cu130'`) or a libtorch zip's
+/// `build-version` file, both one level above `lib/`.
+fn libtorch_version(lib: &Path) -> Option<String> {
+    let root = lib.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find(|l| l.starts_with("__version__"))?;
+        return Some(line.split('\'').nth(1)?.to_owned());
+    }
+    let text = std::fs::read_to_string(root.join("build-version")).ok()?;
+    Some(text.trim().to_owned())
 }

@@ -7,6 +7,10 @@
 //! progress as [`Event`]s for the CLI to render. Each stage goes through the cache's lock →
 //! re-check → temp dir → run → commit sequence; a failure or panic (caught) stops only the
 //! stages downstream of it, and committed upstream entries stay.
+//!
+//! A sweep is planned as one DAG ([`plan_sweep`]): every variant is planned on its own, then
+//! stages are merged by key, so a stage whose key coincides across variants (the data, the
+//! align check) is one node that runs once and is linked into every variant's directory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,7 +24,7 @@ use crate::cache::fingerprint::{self, InputFingerprint};
 use crate::cache::key::{InputRef, KeyPreimage, StageKey, UpstreamRef, KEY_FORMAT};
 use crate::cache::manifest::{rfc3339, InputRecord, Manifest, UpstreamRecord, MANIFEST_FORMAT};
 use crate::cache::store::{CacheStore, Lookup, StoreError};
-use crate::config::{Experiment, FingerprintMode, UpstreamTarget};
+use crate::config::{Experiment, FingerprintMode, Sweep, UpstreamTarget};
 use crate::graph::StageGraph;
 use crate::stage::{RunOptions, StageCx};
 
@@ -62,6 +66,14 @@ pub struct PlannedStage {
     pub input_records: BTreeMap<String, InputRecord>,
     /// Indices into `Plan::stages` of the stages this one waits for.
     pub deps: Vec<usize>,
+    /// Which experiment (sweep variant) `index` refers to; 0 outside a sweep.
+    pub variant: usize,
+    /// Every (variant, stage name) this node stands for: one outside a sweep, several when
+    /// variants share the key.
+    pub users: Vec<(usize, String)>,
+    /// The `runs/` links made to the entry, relative to the runs dir
+    /// (`<experiment>/<stage>`, `<experiment>/<variant>/<stage>`).
+    pub links: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +111,127 @@ pub fn plan(
     runs_dir: &Path,
     options: &PlanOptions,
 ) -> Result<Plan, EngineError> {
+    plan_variant(exp, 0, graph, store, runs_dir, options, &mut HashMap::new())
+}
+
+type Fingerprints = HashMap<(PathBuf, FingerprintMode), Arc<InputFingerprint>>;
+
+/// A sweep's plan: one node per distinct key over all variants.
+#[derive(Debug, Clone)]
+pub struct SweepPlan {
+    /// Nodes upstream first; `PlannedStage::variant` says whose spec runs a node, `users` and
+    /// `links` say whom it serves.
+    pub plan: Plan,
+    /// Per variant: each selected stage's name and its node in `plan.stages`, in topo order.
+    pub variant_stages: Vec<Vec<(String, usize)>>,
+}
+
+impl SweepPlan {
+    /// The experiments `plan.stages[i].variant` indexes.
+    pub fn experiments<'a>(&self, sweep: &'a Sweep) -> Vec<&'a Experiment> {
+        sweep.variants.iter().collect()
+    }
+}
+
+/// Plans every variant of a sweep and merges stages with equal keys into one node. Without axes
+/// this is exactly [`plan`] of the single experiment. A node used by every variant under one
+/// name is a *shared* stage: it is also linked at `runs/<experiment>/<stage>` and keeps the
+/// stage's name; other nodes are named after the swept values their variants agree on
+/// (`alfa-0.5/train`).
+pub fn plan_sweep(
+    sweep: &Sweep,
+    store: &CacheStore,
+    runs_dir: &Path,
+    options: &PlanOptions,
+) -> Result<SweepPlan, EngineError> {
+    let mut fingerprints = HashMap::new();
+    let mut merged: Vec<PlannedStage> = Vec::new();
+    let mut by_key: HashMap<StageKey, usize> = HashMap::new();
+    let mut variant_stages = Vec::new();
+    for (v, exp) in sweep.variants.iter().enumerate() {
+        let graph = StageGraph::new(exp);
+        let p = plan_variant(exp, v, &graph, store, runs_dir, options, &mut fingerprints)?;
+        let mut local = Vec::with_capacity(p.stages.len());
+        let mut mine = Vec::new();
+        for mut ps in p.stages {
+            let user = (v, ps.name.clone());
+            let link = ps.links.clone();
+            let m = match by_key.get(&ps.key) {
+                Some(&m) if sweep.is_sweep() => {
+                    let node = &mut merged[m];
+                    node.users.push(user.clone());
+                    node.links.extend(link);
+                    if ps.forced && !node.forced {
+                        node.forced = true;
+                        node.freshness = Freshness::Dirty(vec![DirtyReason::Forced]);
+                    }
+                    m
+                }
+                _ => {
+                    ps.deps = ps.deps.iter().map(|&d| local[d]).collect();
+                    by_key.insert(ps.key.clone(), merged.len());
+                    merged.push(ps);
+                    merged.len() - 1
+                }
+            };
+            local.push(m);
+            mine.push((user.1, m));
+        }
+        variant_stages.push(mine);
+    }
+    if sweep.is_sweep() {
+        let all = sweep.variants.len();
+        for node in &mut merged {
+            let first = node.users[0].1.clone();
+            let shared = node.users.len() == all && node.users.iter().all(|(_, n)| *n == first);
+            if shared {
+                node.name = first.clone();
+                node.links.push(Path::new(&sweep.base.name).join(&first));
+                continue;
+            }
+            let agreed: Vec<(&str, &serde_json::Value)> = sweep
+                .axes
+                .iter()
+                .enumerate()
+                .filter_map(|(a, axis)| {
+                    let value_of = |v: usize| {
+                        sweep.variants[v]
+                            .variant
+                            .as_ref()
+                            .map(|info| &info.values[a].1)
+                    };
+                    let value = value_of(node.users[0].0)?;
+                    node.users
+                        .iter()
+                        .all(|(v, _)| value_of(*v) == Some(value))
+                        .then_some((axis.label.as_str(), value))
+                })
+                .collect();
+            node.name = if agreed.is_empty() {
+                first
+            } else {
+                format!("{}/{first}", crate::config::sweep::variant_name(&agreed))
+            };
+        }
+    }
+    Ok(SweepPlan {
+        plan: Plan {
+            experiment: sweep.base.name.clone(),
+            stages: merged,
+        },
+        variant_stages,
+    })
+}
+
+fn plan_variant(
+    exp: &Experiment,
+    variant: usize,
+    graph: &StageGraph,
+    store: &CacheStore,
+    runs_dir: &Path,
+    options: &PlanOptions,
+    fingerprints: &mut Fingerprints,
+) -> Result<Plan, EngineError> {
     let selected = if options.only.is_empty() {
         (0..exp.stages.len()).collect()
     } else {
@@ -116,8 +249,6 @@ pub fn plan(
         .collect();
     let forced = forced?;
 
-    let mut fingerprints: HashMap<(PathBuf, FingerprintMode), Arc<InputFingerprint>> =
-        HashMap::new();
     let mut keys: HashMap<usize, StageKey> = HashMap::new();
     let mut position: HashMap<usize, usize> = HashMap::new();
     let mut stages = Vec::new();
@@ -210,12 +341,17 @@ pub fn plan(
         } else if store.get(&key).is_some() {
             Freshness::Fresh
         } else {
-            let link = runs_dir.join(&exp.name).join(&spec.name);
+            // A variant's own link first; a new variant is explained against the unswept run.
+            let own = runs_dir.join(exp.runs_subdir()).join(&spec.name);
+            let unswept = runs_dir.join(&exp.name).join(&spec.name);
             let upstream_names = upstream
                 .iter()
                 .map(|(r, u)| (r.clone(), u.stage.clone()))
                 .collect();
-            Freshness::Dirty(match store.linked_key(&link) {
+            let linked = store
+                .linked_key(&own)
+                .or_else(|| store.linked_key(&unswept));
+            Freshness::Dirty(match linked {
                 Some(old) if old == key => vec![DirtyReason::EntryMissing],
                 Some(old) => match store.get(&old) {
                     Some(a) => dirty::explain(&a.manifest, &preimage, &upstream_names, store),
@@ -243,6 +379,9 @@ pub fn plan(
             upstream,
             input_records,
             deps,
+            variant,
+            users: vec![(variant, spec.name.clone())],
+            links: vec![exp.runs_subdir().join(&spec.name)],
         });
     }
     Ok(Plan {
@@ -345,9 +484,22 @@ enum State {
     Done(bool),
 }
 
-/// Runs the plan. Never panics on a stage's panic; returns every stage's outcome.
+/// Runs the plan of one experiment. Never panics on a stage's panic; returns every stage's
+/// outcome.
 pub fn execute(
     exp: &Experiment,
+    plan: &Plan,
+    store: &CacheStore,
+    options: &ExecuteOptions<'_>,
+    on_event: &(dyn Fn(&Event) + Sync),
+) -> RunReport {
+    execute_variants(&[exp], plan, store, options, on_event)
+}
+
+/// Runs a plan whose nodes refer to several experiments (a sweep's variants, by
+/// `PlannedStage::variant`): each node runs once and is linked at every `links` path.
+pub fn execute_variants(
+    exps: &[&Experiment],
     plan: &Plan,
     store: &CacheStore,
     options: &ExecuteOptions<'_>,
@@ -396,7 +548,12 @@ pub fn execute(
                 let tx = tx.clone();
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let outcome = run_stage(exp, ps, store, options, on_event);
+                    let outcome = match exps.get(ps.variant) {
+                        Some(exp) => run_stage(exp, ps, store, options, on_event),
+                        None => Outcome::Failed {
+                            error: "internal error: plan refers to an unknown variant".into(),
+                        },
+                    };
                     on_event(&Event::Finished {
                         stage: ps.name.clone(),
                         outcome: outcome.clone(),
@@ -450,7 +607,7 @@ fn run_stage(
     };
     let lock = match lookup {
         Ok(Lookup::Hit(artifact)) => {
-            if let Err(e) = store.link(&options.runs_dir, &exp.name, &ps.name, &ps.key) {
+            if let Err(e) = link_all(store, ps, options) {
                 return failed(&e);
             }
             return Outcome::Hit {
@@ -510,8 +667,8 @@ fn run_stage(
     let manifest = Manifest {
         manifest_format: MANIFEST_FORMAT,
         key: ps.key.clone(),
-        stage: ps.name.clone(),
-        experiment: exp.name.clone(),
+        stage: spec.name.clone(),
+        experiment: exp.runs_subdir().to_string_lossy().into_owned(),
         kind: ps.kind.clone(),
         kind_version: ps.preimage.kind_version,
         params: ps.preimage.params.clone(),
@@ -532,7 +689,7 @@ fn run_stage(
         Ok(a) => a,
         Err(e) => return failed(&e),
     };
-    if let Err(e) = store.link(&options.runs_dir, &exp.name, &ps.name, &ps.key) {
+    if let Err(e) = link_all(store, ps, options) {
         return failed(&e);
     }
     Outcome::Ran {
@@ -540,4 +697,15 @@ fn run_stage(
         dir: artifact.dir,
         duration,
     }
+}
+
+fn link_all(
+    store: &CacheStore,
+    ps: &PlannedStage,
+    options: &ExecuteOptions<'_>,
+) -> Result<(), StoreError> {
+    for link in &ps.links {
+        store.link_at(&options.runs_dir, link, &ps.key)?;
+    }
+    Ok(())
 }

@@ -320,10 +320,28 @@ impl CacheStore {
         stage: &str,
         key: &StageKey,
     ) -> Result<PathBuf, StoreError> {
-        let parent = runs_dir.join(experiment);
+        self.link_at(runs_dir, &Path::new(experiment).join(stage), key)
+    }
+
+    /// Like [`CacheStore::link`], for any link path relative to `runs_dir`
+    /// (`<experiment>/<variant>/<stage>` in a sweep).
+    pub fn link_at(
+        &self,
+        runs_dir: &Path,
+        rel: &Path,
+        key: &StageKey,
+    ) -> Result<PathBuf, StoreError> {
+        let stage = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parent = match rel.parent() {
+            Some(p) => runs_dir.join(p),
+            None => runs_dir.to_path_buf(),
+        };
         fs::create_dir_all(&parent).map_err(io_err("create", &parent))?;
         let parent = fs::canonicalize(&parent).map_err(io_err("resolve", &parent))?;
-        let link = parent.join(stage);
+        let link = parent.join(&stage);
         if let Ok(meta) = fs::symlink_metadata(&link) {
             if !meta.file_type().is_symlink() {
                 return Err(StoreError::LinkBlocked(link));

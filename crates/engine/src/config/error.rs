@@ -26,8 +26,13 @@ pub struct SourceFile {
 pub enum ErrorSite {
     /// A byte range of the experiment file.
     File(Range<usize>),
-    /// One `--set` argument (the whole argument and the byte range inside it).
-    Override { arg: String, span: Range<usize> },
+    /// One command-line argument of `flag` (`--set`, `--sweep`): the whole argument and the
+    /// byte range inside it.
+    Override {
+        flag: &'static str,
+        arg: String,
+        span: Range<usize>,
+    },
     /// Nowhere in particular (e.g. the file could not be read).
     Nowhere,
 }
@@ -146,9 +151,9 @@ fn render_one(f: &mut fmt::Formatter<'_>, source: &SourceFile, e: &ConfigError) 
                 len,
             )
         }
-        ErrorSite::Override { arg, span } => {
-            let text = format!("--set {arg}");
-            let col = arg.get(..span.start).map_or(0, |s| s.chars().count()) + "--set ".len() + 1;
+        ErrorSite::Override { flag, arg, span } => {
+            let text = format!("{flag} {arg}");
+            let col = arg.get(..span.start).map_or(0, |s| s.chars().count()) + flag.len() + 2;
             let len = arg
                 .get(span.clone())
                 .map_or(1, |s| s.chars().count())

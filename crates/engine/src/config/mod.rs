@@ -1,10 +1,15 @@
 //! Experiment files: TOML → [`raw`] (spans kept, only layer that sees TOML) → [`resolve`]
-//! (typed params, overrides, references) → [`Experiment`]. Errors are collected in [`error`].
+//! (typed params, overrides, references) → [`Experiment`] → [`sweep`] (one `Experiment` per
+//! variant). Errors are collected in [`error`].
 
 pub mod error;
 pub mod raw;
 pub mod resolve;
+pub mod sweep;
 
 pub use error::{ConfigError, ConfigErrors, ErrorSite, SourceFile};
 pub use raw::FingerprintMode;
-pub use resolve::{load, load_str, Experiment, InputSpec, StageSpec, Upstream, UpstreamTarget};
+pub use resolve::{
+    load, load_str, Experiment, InputSpec, StageSpec, Upstream, UpstreamTarget, VariantInfo,
+};
+pub use sweep::{load_sweep, load_sweep_str, Sweep, SweepAxis, SweepMode};

@@ -5,6 +5,8 @@
 //! reserved keys (`kind`, `from`) from the rest, which stays a spanned TOML table until
 //! `resolve` hands it to the kind's `Params` deserializer. Stage tables are split by hand, not
 //! with `#[serde(flatten)]`, because flatten silently disables `deny_unknown_fields`.
+//! `[sweep]` becomes a [`RawSweep`]: each swept path with its list of values, each value with its
+//! own span, so `resolve`/`sweep` can type-check every value and point at the bad one.
 
 use std::ops::Range;
 
@@ -85,14 +87,40 @@ pub struct RawStage<'s> {
     pub params: Spanned<DeValue<'s>>,
 }
 
+/// One swept param: `"stage.train.alfa" = [0.5, 1.0]` (or the same as nested dotted keys).
+#[derive(Debug, Clone)]
+pub struct RawAxis {
+    /// Dotted: `stage.<stage>.<param...>` or `experiment.seed`.
+    pub path: String,
+    pub path_span: Range<usize>,
+    /// Each value as JSON (what `--set` values become too), with its span.
+    pub values: Vec<(serde_json::Value, Range<usize>)>,
+    pub list_span: Range<usize>,
+}
+
+/// `[sweep]`: the swept params in file order, plus the reserved keys `mode` and `metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct RawSweep {
+    /// The `sweep` key's span.
+    pub span: Range<usize>,
+    /// `"grid"` (default) or `"zip"`.
+    pub mode: Option<Spanned<String>>,
+    /// Which `metrics.json` fields `sweep.csv` shows (default: the conventional set).
+    pub metrics: Option<Spanned<Vec<String>>>,
+    pub axes: Vec<RawAxis>,
+}
+
 #[derive(Debug, Default)]
 pub struct RawExperiment<'s> {
     pub header: RawHeader,
     pub inputs: Vec<RawInput>,
     pub stages: Vec<RawStage<'s>>,
+    pub sweep: Option<RawSweep>,
 }
 
-const TOP_LEVEL: &[&str] = &["experiment", "input", "stage"];
+const TOP_LEVEL: &[&str] = &["experiment", "input", "stage", "sweep"];
+/// The keys of `[sweep]` that are not swept params.
+pub const SWEEP_RESERVED: &[&str] = &["mode", "metrics"];
 
 /// Turns a serde/toml error into a `ConfigError`, with a did-you-mean for unknown fields and
 /// variants. `noun` names what the table's keys are ("key", "param"); `context` names the table
@@ -222,10 +250,7 @@ pub fn parse(text: &str) -> (RawExperiment<'_>, Vec<ConfigError>) {
             }
             "input" => parse_inputs(value, &mut raw, &mut errors),
             "stage" => parse_stages(value, &mut raw, &mut errors),
-            "sweep" => errors.push(
-                ConfigError::at(key.span(), "`[sweep]` tables are not supported yet")
-                    .with_help("expand the sweep by hand, or use `--set` for one-off changes"),
-            ),
+            "sweep" => raw.sweep = parse_sweep(key.span(), value, &mut errors),
             other => errors.push(
                 ConfigError::at(key.span(), format!("unknown top-level table `{other}`"))
                     .with_help_opt(suggestion(other, TOP_LEVEL, "tables")),
@@ -236,6 +261,117 @@ pub fn parse(text: &str) -> (RawExperiment<'_>, Vec<ConfigError>) {
     raw.stages.sort_by_key(|s| s.name_span.start);
     raw.inputs.sort_by_key(|s| s.name_span.start);
     (raw, errors)
+}
+
+fn parse_sweep(
+    key_span: Range<usize>,
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RawSweep> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.push(
+            ConfigError::at(span, "`sweep` must be a table of swept params")
+                .with_help("write `[sweep]` with lines like `\"stage.train.alfa\" = [0.5, 1.0]`"),
+        );
+        return None;
+    };
+    let mut sweep = RawSweep {
+        span: key_span,
+        ..RawSweep::default()
+    };
+    for (key, v) in table {
+        let name: &str = key.get_ref();
+        match name {
+            "mode" => match v.get_ref() {
+                DeValue::String(m) => sweep.mode = Some(Spanned::new(v.span(), m.to_string())),
+                other => errors.push(
+                    ConfigError::at(
+                        v.span(),
+                        format!(
+                            "`mode` of `[sweep]` must be a string, found {}",
+                            other.type_str()
+                        ),
+                    )
+                    .with_help("write `mode = \"grid\"` (every combination) or `mode = \"zip\"`"),
+                ),
+            },
+            "metrics" => {
+                let list = match v.get_ref() {
+                    DeValue::Array(items) => items
+                        .iter()
+                        .map(|i| match i.get_ref() {
+                            DeValue::String(s) => Some(s.to_string()),
+                            _ => None,
+                        })
+                        .collect::<Option<Vec<String>>>(),
+                    _ => None,
+                };
+                match list {
+                    Some(list) => sweep.metrics = Some(Spanned::new(v.span(), list)),
+                    None => errors.push(
+                        ConfigError::at(
+                            v.span(),
+                            "`metrics` of `[sweep]` must be a list of strings",
+                        )
+                        .with_help("write `metrics = [\"final_total_loss\", \"share_rising\"]`"),
+                    ),
+                }
+            }
+            _ => collect_axes(name.to_owned(), key.span(), v, &mut sweep.axes, errors),
+        }
+    }
+    sweep.axes.sort_by_key(|a| a.path_span.start);
+    Some(sweep)
+}
+
+/// A swept path is a key whose value is a list; tables in between are dotted-key segments.
+fn collect_axes(
+    path: String,
+    key_span: Range<usize>,
+    value: Spanned<DeValue<'_>>,
+    axes: &mut Vec<RawAxis>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let list_span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => {
+            let mut values = Vec::new();
+            for item in items {
+                let span = item.span();
+                match serde_json::Value::deserialize(toml::de::ValueDeserializer::from(item)) {
+                    Ok(v) => values.push((v, span)),
+                    Err(e) => errors.push(ConfigError::at(
+                        span,
+                        format!("value of `{path}` in `[sweep]`: {}", e.message()),
+                    )),
+                }
+            }
+            axes.push(RawAxis {
+                path,
+                path_span: key_span,
+                values,
+                list_span,
+            });
+        }
+        DeValue::Table(t) => {
+            for (k, v) in t {
+                collect_axes(format!("{path}.{}", k.get_ref()), k.span(), v, axes, errors);
+            }
+        }
+        other => errors.push(
+            ConfigError::at(
+                list_span,
+                format!(
+                    "swept param `{path}` must be a list of values, found {}",
+                    other.type_str()
+                ),
+            )
+            .with_help(format!(
+                "write `\"{path}\" = [a, b]`; to fix one value use the stage table or `--set`"
+            )),
+        ),
+    }
 }
 
 fn parse_inputs(

@@ -19,7 +19,7 @@ use super::raw::{self, FingerprintMode, RawStage};
 use crate::registry::{ErasedKind, Registry, ResolvedParams};
 
 /// An experiment file, resolved and checked.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Experiment {
     pub name: String,
     /// Absolute path of the experiment file.
@@ -35,6 +35,17 @@ pub struct Experiment {
     pub stages: Vec<StageSpec>,
     /// The `--set` arguments that were applied, as given.
     pub overrides: Vec<String>,
+    /// For one variant of a sweep: its name and swept values (see `config::sweep`).
+    pub variant: Option<VariantInfo>,
+}
+
+/// Which sweep variant an [`Experiment`] is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantInfo {
+    /// Filesystem-safe, from the swept values: `alfa-0.5_beta-1`.
+    pub name: String,
+    /// Swept path → typed value (as it is in the resolved params), in axis order.
+    pub values: Vec<(String, serde_json::Value)>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +117,15 @@ impl Experiment {
     pub fn stage_names(&self) -> Vec<&str> {
         self.stages.iter().map(|s| s.name.as_str()).collect()
     }
+
+    /// Where this experiment's stage links go, relative to the runs dir: `<name>`, or
+    /// `<name>/<variant>` for a sweep variant.
+    pub fn runs_subdir(&self) -> PathBuf {
+        match &self.variant {
+            Some(v) => Path::new(&self.name).join(&v.name),
+            None => PathBuf::from(&self.name),
+        }
+    }
 }
 
 /// Reads and resolves an experiment file. `overrides` are `--set` arguments
@@ -115,6 +135,12 @@ pub fn load(
     registry: &Registry,
     overrides: &[String],
 ) -> Result<Experiment, ConfigErrors> {
+    let (source, abs) = read_source(path)?;
+    load_str(source, &abs, registry, overrides)
+}
+
+/// The file's text (kept for error rendering) and its absolute path.
+pub(crate) fn read_source(path: &Path) -> Result<(Arc<SourceFile>, PathBuf), ConfigErrors> {
     let source = |text: String| {
         Arc::new(SourceFile {
             display_path: path.to_path_buf(),
@@ -135,11 +161,13 @@ pub fn load(
         }
     };
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    load_str(source(text), &abs, registry, overrides)
+    Ok((source(text), abs))
 }
 
 /// Resolves experiment text; `file` is the absolute path it came from (relative input paths and
-/// `cache` start at its directory). Used directly by unit tests.
+/// `cache` start at its directory). Used directly by unit tests. A `[sweep]` table is checked
+/// for shape only and otherwise ignored: this is the unswept experiment (`config::sweep` expands
+/// it).
 pub fn load_str(
     source: Arc<SourceFile>,
     file: &Path,
@@ -148,19 +176,63 @@ pub fn load_str(
 ) -> Result<Experiment, ConfigErrors> {
     let text = source.text.clone();
     let (raw, mut errors) = raw::parse(&text);
-    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let sets = parse_overrides(overrides, &mut errors);
+    let exp = resolve_raw(&raw, &source, file, registry, &sets, &mut errors);
+    finish(source, errors, exp)
+}
 
+/// The `--set` arguments, parsed; bad ones become errors.
+pub(crate) fn parse_overrides(args: &[String], errors: &mut Vec<ConfigError>) -> Vec<Override> {
     let mut sets = Vec::new();
-    for arg in overrides {
+    for arg in args {
         match parse_override(arg) {
             Ok(o) => sets.push(o),
             Err(e) => errors.push(e),
         }
     }
+    sets
+}
+
+/// Sorts and deduplicates `errors`; `Ok` only when there are none.
+pub(crate) fn finish<T>(
+    source: Arc<SourceFile>,
+    mut errors: Vec<ConfigError>,
+    value: Option<T>,
+) -> Result<T, ConfigErrors> {
+    if errors.is_empty() {
+        if let Some(v) = value {
+            return Ok(v);
+        }
+        errors.push(ConfigError::nowhere(
+            "internal error: config did not resolve",
+        ));
+    }
+    errors.sort_by_key(|e| match &e.site {
+        ErrorSite::File(span) => (0, span.start),
+        ErrorSite::Override { .. } => (1, 0),
+        ErrorSite::Nowhere => (2, 0),
+    });
+    errors.dedup();
+    Err(ConfigErrors { source, errors })
+}
+
+/// Resolves the raw experiment with `sets` applied (command-line `--set`s and, for one sweep
+/// variant, its swept values). Pushes every problem onto `errors`; `Some` only when this call
+/// found none.
+pub(crate) fn resolve_raw(
+    raw: &raw::RawExperiment<'_>,
+    source: &Arc<SourceFile>,
+    file: &Path,
+    registry: &Registry,
+    sets: &[Override],
+    errors: &mut Vec<ConfigError>,
+) -> Option<Experiment> {
+    let before = errors.len();
+    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
 
     let name = match &raw.header.name {
         Some(n) => {
-            check_name(n.get_ref(), n.span(), "experiment name", &mut errors);
+            check_name(n.get_ref(), n.span(), "experiment name", errors);
             n.get_ref().clone()
         }
         None => file
@@ -178,12 +250,7 @@ pub fn load_str(
 
     let mut inputs = BTreeMap::new();
     for input in &raw.inputs {
-        check_name(
-            &input.name,
-            input.name_span.clone(),
-            "input name",
-            &mut errors,
-        );
+        check_name(&input.name, input.name_span.clone(), "input name", errors);
         let path = base.join(expand_home(input.table.path.get_ref()));
         if !path.exists() {
             errors.push(
@@ -235,7 +302,7 @@ pub fn load_str(
     }
 
     // Overrides that do not target a known stage.
-    for set in &sets {
+    for set in sets {
         match &set.target {
             OverrideTarget::Seed => match set.value.as_u64() {
                 Some(v) => seed = v,
@@ -247,8 +314,15 @@ pub fn load_str(
             OverrideTarget::Stage { stage, .. } => {
                 if !stage_names.contains(&stage.as_str()) {
                     errors.push(
-                        set.error_on_key(format!("`--set` names unknown stage `{stage}`"))
-                            .with_help_opt(suggestion(stage, &stage_names, "stages")),
+                        set.error_on_key(format!(
+                            "{} names unknown stage `{stage}`",
+                            set.origin.what()
+                        ))
+                        .with_help_opt(suggestion(
+                            stage,
+                            &stage_names,
+                            "stages",
+                        )),
                     );
                 }
             }
@@ -257,7 +331,7 @@ pub fn load_str(
 
     let mut stages = Vec::new();
     for s in &raw.stages {
-        check_name(&s.name, s.name_span.clone(), "stage name", &mut errors);
+        check_name(&s.name, s.name_span.clone(), "stage name", errors);
         let stage_sets: Vec<&Override> = sets
             .iter()
             .filter(
@@ -270,7 +344,7 @@ pub fn load_str(
             &raw.inputs_names(),
             &stage_names,
             &stage_sets,
-            &mut errors,
+            errors,
         ) {
             stages.push(spec);
         }
@@ -286,25 +360,26 @@ pub fn load_str(
         );
     }
 
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| match &e.site {
-            ErrorSite::File(span) => (0, span.start),
-            ErrorSite::Override { .. } => (1, 0),
-            ErrorSite::Nowhere => (2, 0),
-        });
-        errors.dedup();
-        return Err(ConfigErrors { source, errors });
+    if errors.len() > before {
+        return None;
     }
-    Ok(Experiment {
+    Some(Experiment {
         name,
         file: file.to_path_buf(),
-        source,
+        source: source.clone(),
         seed,
         device,
         cache_dir,
         inputs,
         stages,
-        overrides: overrides.to_vec(),
+        overrides: sets
+            .iter()
+            .filter_map(|s| match &s.origin {
+                Origin::Flag { flag: "--set", arg } => Some(arg.clone()),
+                _ => None,
+            })
+            .collect(),
+        variant: None,
     })
 }
 
@@ -551,49 +626,102 @@ fn resolve_stage(
     })
 }
 
-/// One parsed `--set` argument.
+/// One param assignment from outside the stage table: a `--set` argument, one value of a
+/// `--sweep` argument, or one value of a `[sweep]` list. Errors point at its key or value.
 #[derive(Debug, Clone)]
-struct Override {
-    arg: String,
-    target: OverrideTarget,
-    value: serde_json::Value,
-    key_span: Range<usize>,
-    value_span: Range<usize>,
+pub(crate) struct Override {
+    pub(crate) origin: Origin,
+    pub(crate) target: OverrideTarget,
+    pub(crate) value: serde_json::Value,
+    pub(crate) key_span: Range<usize>,
+    pub(crate) value_span: Range<usize>,
 }
 
-#[derive(Debug, Clone)]
-enum OverrideTarget {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A command-line argument of `flag`; spans are inside `arg`.
+    Flag { flag: &'static str, arg: String },
+    /// The experiment file's `[sweep]` table; spans are file offsets.
+    SweepTable,
+}
+
+impl Origin {
+    fn what(&self) -> String {
+        match self {
+            Origin::Flag { flag, .. } => format!("`{flag}`"),
+            Origin::SweepTable => "`[sweep]`".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OverrideTarget {
     Seed,
     Stage { stage: String, param: Vec<String> },
 }
 
+impl OverrideTarget {
+    /// `stage.<stage>.<param>` or `experiment.seed`.
+    pub(crate) fn parse(key: &str) -> Option<OverrideTarget> {
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        match parts.as_slice() {
+            ["experiment", "seed"] => Some(OverrideTarget::Seed),
+            ["stage", stage, param @ ..]
+                if !param.is_empty()
+                    && !stage.is_empty()
+                    && param.iter().all(|p| !p.is_empty()) =>
+            {
+                Some(OverrideTarget::Stage {
+                    stage: (*stage).to_owned(),
+                    param: param.iter().map(|p| (*p).to_owned()).collect(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Override {
-    fn error_on_key(&self, message: String) -> ConfigError {
+    fn site(&self, span: &Range<usize>) -> ErrorSite {
+        match &self.origin {
+            Origin::Flag { flag, arg } => ErrorSite::Override {
+                flag,
+                arg: arg.clone(),
+                span: span.clone(),
+            },
+            Origin::SweepTable => ErrorSite::File(span.clone()),
+        }
+    }
+    pub(crate) fn error_on_key(&self, message: String) -> ConfigError {
         ConfigError {
             message,
-            site: ErrorSite::Override {
-                arg: self.arg.clone(),
-                span: self.key_span.clone(),
-            },
+            site: self.site(&self.key_span),
             help: None,
         }
     }
-    fn error_on_value(&self, message: String) -> ConfigError {
+    pub(crate) fn error_on_value(&self, message: String) -> ConfigError {
         ConfigError {
             message,
-            site: ErrorSite::Override {
-                arg: self.arg.clone(),
-                span: self.value_span.clone(),
-            },
+            site: self.site(&self.value_span),
             help: None,
         }
     }
+}
+
+/// A command-line value: a TOML value when it parses as one (`2.0`, `true`, `"x"`, `[1, 2]`),
+/// else a bare string.
+pub(crate) fn parse_cli_value(text: &str) -> serde_json::Value {
+    toml::de::ValueDeserializer::parse(text.trim())
+        .ok()
+        .and_then(|d| serde_json::Value::deserialize(d).ok())
+        .unwrap_or_else(|| serde_json::Value::String(text.to_owned()))
 }
 
 fn parse_override(arg: &str) -> Result<Override, ConfigError> {
     let whole = |message: &str, help: &str| ConfigError {
         message: message.to_owned(),
         site: ErrorSite::Override {
+            flag: "--set",
             arg: arg.to_owned(),
             span: 0..arg.len(),
         },
@@ -607,44 +735,32 @@ fn parse_override(arg: &str) -> Result<Override, ConfigError> {
     };
     let key_span = 0..key.len();
     let value_span = key.len() + 1..arg.len();
-    // A TOML value when it parses as one (`2.0`, `true`, `"x"`, `[1, 2]`), else a bare string.
-    let value = toml::de::ValueDeserializer::parse(value_text.trim())
-        .ok()
-        .and_then(|d| serde_json::Value::deserialize(d).ok())
-        .unwrap_or_else(|| serde_json::Value::String(value_text.to_owned()));
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    let target = match parts.as_slice() {
-        ["experiment", "seed"] => OverrideTarget::Seed,
-        ["stage", stage, param @ ..] if !param.is_empty() && !stage.is_empty() => {
-            OverrideTarget::Stage {
-                stage: (*stage).to_owned(),
-                param: param.iter().map(|p| (*p).to_owned()).collect(),
-            }
-        }
-        _ => {
-            return Err(whole(
-                &format!("`--set` cannot set `{key}`"),
-                "use `stage.<stage>.<param>=<value>` or `experiment.seed=<n>`",
-            ))
-        }
+    let Some(target) = OverrideTarget::parse(key) else {
+        return Err(whole(
+            &format!("`--set` cannot set `{key}`"),
+            "use `stage.<stage>.<param>=<value>` or `experiment.seed=<n>`",
+        ));
     };
     Ok(Override {
-        arg: arg.to_owned(),
+        origin: Origin::Flag {
+            flag: "--set",
+            arg: arg.to_owned(),
+        },
         target,
-        value,
+        value: parse_cli_value(value_text),
         key_span,
         value_span,
     })
 }
 
-struct PathError {
-    message: String,
-    help: Option<String>,
+pub(crate) struct PathError {
+    pub(crate) message: String,
+    pub(crate) help: Option<String>,
 }
 
 /// Sets `path` inside a params object, refusing keys the kind does not have (the canonical form
 /// lists every field, defaults included, so its keys are exactly the valid ones).
-fn set_json_path(
+pub(crate) fn set_json_path(
     root: &mut serde_json::Value,
     path: &[String],
     value: serde_json::Value,

@@ -1,0 +1,30 @@
+//! The verbs that need torch: `modify` (edit attributes of any image) and `bench` (training
+//! throughput). The engine's verbs (`run`, `plan`, `dag`, `gc`, `cache`) come from
+//! `vaepipe_engine::cli`; `main.rs` puts both under one `vaepipe` command.
+
+pub mod bench;
+pub mod modify;
+
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum ModelCommand {
+    /// Encode images, add or subtract an attribute vector, decode, write PNGs
+    Modify(modify::ModifyArgs),
+    /// Measure training and data throughput on this machine and print a table
+    Bench(bench::BenchArgs),
+}
+
+pub fn execute(cmd: ModelCommand) -> ExitCode {
+    let result = match cmd {
+        ModelCommand::Modify(args) => modify::run(args),
+        ModelCommand::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

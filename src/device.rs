@@ -1,0 +1,148 @@
+//! Turns an experiment's `device` string into a `tch::Device`, and describes the runtime.
+//!
+//! `auto` means CUDA when libtorch sees a GPU and the CPU otherwise, so one experiment file
+//! runs everywhere. Asking for CUDA explicitly on a machine without it is an error rather
+//! than a silent fallback: a user who wrote `cuda` wants to know. The device is never part of
+//! a cache key (see the engine's key table); stages record the one they used in the manifest.
+
+use tch::Device;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DeviceError {
+    #[error("device `{0}` is not one of `auto`, `cpu`, `cuda`, `cuda:N`")]
+    Unknown(String),
+    #[error("device `{asked}` asks for CUDA, but libtorch sees no CUDA device on this machine; use `auto` or `cpu`")]
+    NoCuda { asked: String },
+    #[error("device `{asked}` does not exist: this machine has {count} CUDA device(s)")]
+    NoSuchGpu { asked: String, count: usize },
+}
+
+/// What the machine offers, as far as device selection cares. Split out so the selection
+/// rules can be tested for a GPU machine on a CPU-only one.
+#[derive(Debug, Clone, Copy)]
+pub struct Available {
+    pub cuda_devices: usize,
+}
+
+impl Available {
+    pub fn probe() -> Self {
+        let cuda_devices = if tch::Cuda::is_available() {
+            tch::Cuda::device_count().max(0) as usize
+        } else {
+            0
+        };
+        Available { cuda_devices }
+    }
+}
+
+/// Resolves `auto | cpu | cuda | cuda:N` against what is available.
+pub fn select(choice: &str, available: Available) -> Result<Device, DeviceError> {
+    let choice = choice.trim();
+    match choice.to_ascii_lowercase().as_str() {
+        "" | "auto" => Ok(if available.cuda_devices > 0 {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => cuda(0, choice, available),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => cuda(index, choice, available),
+            _ => Err(DeviceError::Unknown(choice.to_owned())),
+        },
+    }
+}
+
+fn cuda(index: usize, asked: &str, available: Available) -> Result<Device, DeviceError> {
+    if available.cuda_devices == 0 {
+        return Err(DeviceError::NoCuda {
+            asked: asked.to_owned(),
+        });
+    }
+    if index >= available.cuda_devices {
+        return Err(DeviceError::NoSuchGpu {
+            asked: asked.to_owned(),
+            count: available.cuda_devices,
+        });
+    }
+    Ok(Device::Cuda(index))
+}
+
+/// `cpu` or `cuda:0`: how manifests and logs name a device.
+pub fn name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_owned(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// The libtorch version vaepipe was built against (read by build.rs).
+pub const LIBTORCH_VERSION: &str = env!("VAEPIPE_LIBTORCH_VERSION");
+
+/// The long `--version` text: vaepipe, libtorch, and what CUDA offers here.
+pub fn version_text() -> String {
+    let available = Available::probe();
+    let cuda = match available.cuda_devices {
+        0 => "not available".to_owned(),
+        n => format!("available, {n} device(s)"),
+    };
+    format!(
+        "{}\nlibtorch {LIBTORCH_VERSION}\nCUDA {cuda}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU_ONLY: Available = Available { cuda_devices: 0 };
+    const TWO_GPUS: Available = Available { cuda_devices: 2 };
+
+    #[test]
+    fn auto_picks_cuda_only_when_present() {
+        assert_eq!(select("auto", CPU_ONLY), Ok(Device::Cpu));
+        assert_eq!(select("auto", TWO_GPUS), Ok(Device::Cuda(0)));
+        assert_eq!(select("", TWO_GPUS), Ok(Device::Cuda(0)));
+    }
+
+    #[test]
+    fn auto_on_this_machine_matches_what_libtorch_sees() {
+        let here = Available::probe();
+        let expected = if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        };
+        assert_eq!(select("auto", here), Ok(expected));
+    }
+
+    #[test]
+    fn explicit_cuda_without_gpu_is_an_error_not_a_fallback() {
+        assert_eq!(
+            select("cuda", CPU_ONLY),
+            Err(DeviceError::NoCuda {
+                asked: "cuda".into()
+            })
+        );
+        assert_eq!(
+            select("cuda:2", TWO_GPUS),
+            Err(DeviceError::NoSuchGpu {
+                asked: "cuda:2".into(),
+                count: 2
+            })
+        );
+        assert_eq!(select("CUDA:1", TWO_GPUS), Ok(Device::Cuda(1)));
+    }
+
+    #[test]
+    fn unknown_device_names_the_choices() {
+        let err = select("tpu", CPU_ONLY).unwrap_err();
+        assert!(
+            err.to_string().contains("`auto`, `cpu`, `cuda`, `cuda:N`"),
+            "{err}"
+        );
+        assert!(select("cuda:x", TWO_GPUS).is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! `latents.h5`, what `encode` stores: per image of a CelebA-layout set, in sorted file-name
+//! order, the sampled latent (as the original), the encoder's mean, the 40 labels and the
+//! partition. Same dataset names and dtypes as `attribute_vectors.h5` where they overlap.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use hdf5::types::{FixedAscii, VarLenAscii};
+
+use super::attribute_vectors_h5::FIELD_LEN;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatentSet {
+    pub latent_size: usize,
+    pub file_names: Vec<String>,
+    pub fields: Vec<String>,
+    /// [N × F], ±1.0
+    pub attributes: Vec<f64>,
+    /// One per row: 0 train, 1 validation, 2 test (empty when the set has no partition file).
+    pub partition: Vec<u8>,
+    /// [N × L] sampled z
+    pub latent_vars: Vec<f64>,
+    /// [N × L] encoder means
+    pub latent_means: Vec<f64>,
+}
+
+impl LatentSet {
+    pub const FILE: &'static str = "latents.h5";
+
+    pub fn rows(&self) -> usize {
+        self.file_names.len()
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let (n, l, f) = (self.rows(), self.latent_size, self.fields.len());
+        if self.latent_vars.len() != n * l
+            || self.latent_means.len() != n * l
+            || self.attributes.len() != n * f
+        {
+            bail!("latent set is inconsistent: {n} rows, latent size {l}, {f} fields");
+        }
+        let write = || -> Result<()> {
+            let file = hdf5::File::create(path)?;
+            file.new_dataset::<f64>()
+                .shape([n, l])
+                .create("latent_vars")?
+                .write_raw(&self.latent_vars)?;
+            file.new_dataset::<f64>()
+                .shape([n, l])
+                .create("latent_means")?
+                .write_raw(&self.latent_means)?;
+            file.new_dataset::<f64>()
+                .shape([n, f])
+                .create("attributes")?
+                .write_raw(&self.attributes)?;
+            let fields: Vec<FixedAscii<FIELD_LEN>> = self
+                .fields
+                .iter()
+                .map(|s| FixedAscii::from_ascii(s.as_bytes()))
+                .collect::<Result<_, _>>()?;
+            file.new_dataset::<FixedAscii<FIELD_LEN>>()
+                .shape([f])
+                .create("fields")?
+                .write_raw(&fields)?;
+            let names: Vec<VarLenAscii> = self
+                .file_names
+                .iter()
+                .map(|s| VarLenAscii::from_ascii(s.as_bytes()))
+                .collect::<Result<_, _>>()?;
+            file.new_dataset::<VarLenAscii>()
+                .shape([n])
+                .create("file_names")?
+                .write_raw(&names)?;
+            file.new_dataset::<u8>()
+                .shape([self.partition.len()])
+                .create("partition")?
+                .write_raw(&self.partition)?;
+            file.close()?;
+            Ok(())
+        };
+        write().with_context(|| format!("failed to write {}", path.display()))
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let read = || -> Result<Self> {
+            let file = hdf5::File::open(path)?;
+            let means = file.dataset("latent_means")?;
+            let shape = means.shape();
+            let [_, l] = shape[..] else {
+                bail!("`latent_means` has shape {shape:?}, expected [rows, latent size]")
+            };
+            Ok(LatentSet {
+                latent_size: l,
+                file_names: file
+                    .dataset("file_names")?
+                    .read_raw::<VarLenAscii>()?
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
+                fields: file
+                    .dataset("fields")?
+                    .read_raw::<FixedAscii<FIELD_LEN>>()?
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
+                attributes: file.dataset("attributes")?.read_raw()?,
+                partition: file.dataset("partition")?.read_raw()?,
+                latent_vars: file.dataset("latent_vars")?.read_raw()?,
+                latent_means: means.read_raw()?,
+            })
+        };
+        read().with_context(|| {
+            format!(
+                "failed to read {} (is it an `encode` artifact?)",
+                path.display()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = LatentSet {
+            latent_size: 2,
+            file_names: vec!["000001.jpg".into(), "000002.jpg".into()],
+            fields: vec!["Receding_Hairline".into()],
+            attributes: vec![1.0, -1.0],
+            partition: vec![0, 2],
+            latent_vars: vec![0.1, 0.2, 0.3, 0.4],
+            latent_means: vec![0.0, 0.25, 0.5, 0.75],
+        };
+        let path = dir.path().join(LatentSet::FILE);
+        set.write(&path).unwrap();
+        assert_eq!(LatentSet::read(&path).unwrap(), set);
+    }
+}

@@ -1,0 +1,8 @@
+//! File formats vaepipe writes and reads beside its tensors: facenet-compatible HDF5 files and
+//! PNG grids. Model weights live with the models (`crate::models`).
+
+pub mod attribute_vectors_h5;
+pub mod image_grid;
+pub mod latents_h5;
+pub mod logs_h5;
+pub mod plot;

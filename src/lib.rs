@@ -1,0 +1,12 @@
+//! vaepipe as a library: the stage kinds of the DFC-VAE face pipeline, the models they train,
+//! and the file formats they write. The engine (config, graph, cache, scheduler) lives in
+//! `vaepipe-engine` and the torch-free face data in `vaepipe-facedata`; this crate is where
+//! torch, images and HDF5 meet them. `main.rs` only parses the command line and dispatches.
+
+pub mod analysis;
+pub mod cli;
+pub mod device;
+pub mod formats;
+pub mod models;
+pub mod stages;
+pub mod train;

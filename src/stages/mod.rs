@@ -1,0 +1,24 @@
+//! The built-in stage kinds of the DFC-VAE face pipeline, one file each, and the registry the
+//! engine looks them up in. A kind is a small `vaepipe_engine::stage::Stage` implementation:
+//! typed params (hashed into the cache key), the upstream roles it reads, and `run`.
+
+pub mod align_check;
+pub mod attribute_vectors;
+pub mod common;
+pub mod encode;
+pub mod render_attribute;
+pub mod synth_faces;
+pub mod train_vae;
+
+use vaepipe_engine::registry::Registry;
+
+/// Every kind an experiment file can name, in pipeline order.
+pub fn registry() -> Registry {
+    Registry::new()
+        .with::<synth_faces::SynthFaces>()
+        .with::<align_check::AlignCheck>()
+        .with::<train_vae::TrainVae>()
+        .with::<encode::Encode>()
+        .with::<attribute_vectors::AttributeVectorsStage>()
+        .with::<render_attribute::RenderAttribute>()
+}

@@ -1,0 +1,592 @@
+//! Stage `train-vae`: facenet's train_vae.py — a DFC-VAE trained with a perceptual loss from a
+//! frozen face-recognition net (or a plain pixel loss) — made resumable and deterministic.
+//!
+//! Faithful to the original (models.md §1.6, §7): 160 centre crops normalised with the dataset
+//! mean/std, TF1-legacy bilinear resize to the VAE size, training-mode BN, reconstruction loss
+//! summed over the batch and KL averaged over it, total = alfa·KL + beta·rec, TF's Adam, lr =
+//! init·factor^floor(step/decay_steps). Better than the original where choices.md says so:
+//! PLAIN works, the data order is a deterministic shuffle, checkpoints carry the optimizer
+//! state, and a killed run resumes from its last checkpoint to the same bits.
+//!
+//! Artifact: `vae.safetensors` + `vae.json` (what `encode`, `render-attribute` and `modify`
+//! load), `checkpoints/step-N/` (last 3), `reconstructed_%06d.png`, `logs.h5`,
+//! `metrics.jsonl` (one line per step), `loss_curve.png`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
+
+use crate::formats::image_grid::{put_images_on_grid, GridScaling};
+use crate::formats::logs_h5::LossHistory;
+use crate::models::{self, VaeArch};
+use crate::stages::common::{self, ImageList, Normalization, PerceptualInput, Resize};
+use crate::train::adam::{AdamConfig, TfAdam};
+use crate::train::checkpoint::{Checkpoints, TrainState};
+
+pub struct TrainVae;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LossType {
+    #[default]
+    #[serde(rename = "PERCEPTUAL")]
+    Perceptual,
+    #[serde(rename = "PLAIN")]
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsSource {
+    /// From the file `from.perceptual` names (safetensors or a facenet-pytorch `.pt`).
+    #[default]
+    File,
+    /// Random initialisation: only when written explicitly; warned about and recorded.
+    Random,
+}
+
+/// train_vae.py's arguments, with its defaults (the wiki run's values live in the experiment
+/// files, not here).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainVaeParams {
+    /// `dfc_vae` (64 px), `dfc_vae_resnet` (64 px) or `dfc_vae_large` (128 px).
+    pub model: VaeArch,
+    /// `PERCEPTUAL`: squared differences of face-net activations; `PLAIN`: of pixels.
+    pub reconstruction_loss_type: LossType,
+    /// Face-net end points compared by the perceptual loss, by their TF names. A list, or
+    /// the original's comma-separated string.
+    #[serde(deserialize_with = "common::comma_list")]
+    pub loss_features: Vec<String>,
+    /// Training steps (`--max_nrof_steps`).
+    pub max_steps: u64,
+    pub batch_size: usize,
+    /// Latent size L (`--latent_var_size`).
+    pub latent_size: usize,
+    /// Side of the centre crop taken from each image before normalising.
+    pub input_image_size: usize,
+    pub initial_learning_rate: f64,
+    pub learning_rate_decay_steps: u64,
+    pub learning_rate_decay_factor: f64,
+    /// Weight of the KL term.
+    pub alfa: f64,
+    /// Weight of the reconstruction term.
+    pub beta: f64,
+    /// Checkpoint, grid and logs every this many steps (and at the end).
+    pub save_every: u64,
+    pub resize: Resize,
+    pub perceptual_input: PerceptualInput,
+    pub weights: WeightsSource,
+    pub normalization: Normalization,
+}
+
+impl Default for TrainVaeParams {
+    fn default() -> Self {
+        TrainVaeParams {
+            model: VaeArch::DfcVae,
+            reconstruction_loss_type: LossType::Perceptual,
+            loss_features: ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"]
+                .map(String::from)
+                .to_vec(),
+            max_steps: 50_000,
+            batch_size: 128,
+            latent_size: 100,
+            input_image_size: 160,
+            initial_learning_rate: 0.0005,
+            learning_rate_decay_steps: 1,
+            learning_rate_decay_factor: 1.0,
+            alfa: 1.0,
+            beta: 0.5,
+            save_every: 500,
+            resize: Resize::default(),
+            perceptual_input: PerceptualInput::default(),
+            weights: WeightsSource::default(),
+            normalization: Normalization::default(),
+        }
+    }
+}
+
+impl TrainVaeParams {
+    /// lr = init · factor^floor(step / decay_steps), with TF's pre-increment global step.
+    pub fn learning_rate(&self, step: u64) -> f64 {
+        let decays = (step.saturating_sub(1) / self.learning_rate_decay_steps.max(1)) as i32;
+        self.initial_learning_rate * self.learning_rate_decay_factor.powi(decays)
+    }
+}
+
+/// What `encode`, `render-attribute` and `modify` need to rebuild the trained VAE.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VaeSpec {
+    pub model: VaeArch,
+    pub latent_size: usize,
+    pub input_image_size: usize,
+    pub resize: Resize,
+    pub normalization: Normalization,
+}
+
+impl VaeSpec {
+    pub const WEIGHTS: &'static str = "vae.safetensors";
+    pub const SPEC: &'static str = "vae.json";
+
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(Self::SPEC);
+        let text = std::fs::read(&path).with_context(|| {
+            format!(
+                "failed to read {} (is it a train-vae artifact?)",
+                path.display()
+            )
+        })?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a vae.json", path.display()))
+    }
+
+    /// Builds the VAE on `device` and loads the trained weights from `dir`.
+    pub fn load(dir: &Path, device: Device) -> Result<(Self, VarStore, models::Vae)> {
+        let spec = Self::read(dir)?;
+        let mut vs = VarStore::new(device);
+        let vae = models::Vae::new(&vs.root(), spec.model, spec.latent_size as i64)?;
+        models::weights::load_safetensors(&mut vs, &dir.join(Self::WEIGHTS))?;
+        Ok((spec, vs, vae))
+    }
+}
+
+impl Stage for TrainVae {
+    const KIND: &'static str = "train-vae";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "trains a DFC-VAE with a perceptual (face-net) or plain pixel loss";
+    type Params = TrainVaeParams;
+
+    fn roles() -> &'static [Role] {
+        &[
+            Role {
+                name: "data",
+                required: true,
+                doc: "a folder of face images: identity folders (CASIA layout) or flat",
+            },
+            Role {
+                name: "check",
+                required: false,
+                doc: "an align-check stage whose excluded files are skipped",
+            },
+            Role {
+                name: "perceptual",
+                required: false,
+                doc: "face-net weights: .safetensors or facenet-pytorch .pt",
+            },
+        ]
+    }
+
+    fn validate(p: &Self::Params) -> Vec<ParamIssue> {
+        let mut issues = Vec::new();
+        let issue = |path: &str, message: String, help: Option<String>| ParamIssue {
+            path: path.into(),
+            message,
+            help,
+        };
+        if p.reconstruction_loss_type == LossType::Perceptual {
+            if p.loss_features.is_empty() {
+                issues.push(issue(
+                    "loss_features",
+                    "a PERCEPTUAL loss needs at least one face-net layer".into(),
+                    None,
+                ));
+            }
+            for name in &p.loss_features {
+                if !models::inception_resnet_v1::END_POINTS.contains(&name.as_str()) {
+                    let valid = models::inception_resnet_v1::END_POINTS.join("`, `");
+                    issues.push(issue(
+                        "loss_features",
+                        format!("`{name}` is not an Inception-ResNet-v1 end point"),
+                        Some(format!("valid names: `{valid}`")),
+                    ));
+                }
+            }
+        }
+        for (path, value) in [
+            ("max_steps", p.max_steps as usize),
+            ("batch_size", p.batch_size),
+            ("latent_size", p.latent_size),
+            ("save_every", p.save_every as usize),
+            (
+                "learning_rate_decay_steps",
+                p.learning_rate_decay_steps as usize,
+            ),
+        ] {
+            if value == 0 {
+                issues.push(issue(path, format!("`{path}` must be at least 1"), None));
+            }
+        }
+        if p.input_image_size < 16 {
+            issues.push(issue(
+                "input_image_size",
+                "the centre crop must be at least 16 px".into(),
+                None,
+            ));
+        }
+        if !(p.initial_learning_rate > 0.0 && p.initial_learning_rate.is_finite()) {
+            issues.push(issue(
+                "initial_learning_rate",
+                "must be a positive number".into(),
+                None,
+            ));
+        }
+        issues
+    }
+
+    fn uses_accelerator(_: &Self::Params) -> bool {
+        true
+    }
+
+    fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
+        Trainer::new(p, cx)?.train(cx)
+    }
+}
+
+/// The perceptual half of the loss: a frozen face net and the layers it is read at.
+struct PerceptualNet {
+    _vs: VarStore,
+    net: models::inception_resnet_v1::InceptionResnetV1,
+    features: Vec<String>,
+}
+
+/// The model side of training: the VAE, its optimizer and the loss. Separate from the loop
+/// so `vaepipe bench train` times exactly what a training step does.
+pub struct StepRunner<'p> {
+    p: &'p TrainVaeParams,
+    device: Device,
+    vs: VarStore,
+    vae: models::Vae,
+    adam: TfAdam,
+    perceptual: Option<PerceptualNet>,
+}
+
+struct Trainer<'p> {
+    runner: StepRunner<'p>,
+    images: ImageList,
+    checkpoints: Checkpoints,
+    work: PathBuf,
+}
+
+impl<'p> StepRunner<'p> {
+    /// Builds the VAE (initialised from `seed`), its optimizer, and for PERCEPTUAL the frozen
+    /// face net with `weights` (random when `None`).
+    pub fn new(
+        p: &'p TrainVaeParams,
+        device: Device,
+        seed: u64,
+        weights: Option<&Path>,
+    ) -> Result<Self> {
+        tch::manual_seed(seed as i64);
+        let vs = VarStore::new(device);
+        let vae = models::Vae::new(&vs.root(), p.model, p.latent_size as i64)?;
+        let adam = TfAdam::new(&vs, AdamConfig::default());
+        let perceptual = match p.reconstruction_loss_type {
+            LossType::Plain => None,
+            LossType::Perceptual => {
+                let features = p.loss_features.clone();
+                let mut face_vs = VarStore::new(device);
+                let config = models::inception_resnet_v1::InceptionConfig::facenet();
+                let net = models::inception_resnet_v1::InceptionResnetV1::new(
+                    &face_vs.root(),
+                    &config,
+                    &features,
+                )?;
+                if let Some(path) = weights {
+                    let report = models::weights::load_face_net(&mut face_vs, path)?;
+                    if !report.is_empty() {
+                        tracing::warn!("{report}");
+                    }
+                }
+                face_vs.freeze();
+                Some(PerceptualNet {
+                    _vs: face_vs,
+                    net,
+                    features,
+                })
+            }
+        };
+        Ok(StepRunner {
+            p,
+            device,
+            vs,
+            vae,
+            adam,
+            perceptual,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn step(
+        &mut self,
+        originals: &Tensor,
+        lr: f64,
+        keep_reconstruction: bool,
+    ) -> Result<StepLosses> {
+        let p = self.p;
+        let size = p.model.image_size();
+        let sampling = p.resize.sampling();
+        // [B,3,160,160] normalised → [B,3,s,s]
+        let images = models::resize::resize(originals, size, size, sampling);
+        let (mean, log_var) = self.vae.encode(&images, true);
+        let z = models::reparameterize(&mean, &log_var);
+        let reconstructed = self.vae.decode(&z, true); // [B,3,s,s], normalised
+        let rec = match &self.perceptual {
+            Some(net) => {
+                let prepare = |x: &Tensor| p.perceptual_input.prepare(x, &p.normalization);
+                models::loss::perceptual_loss(
+                    &net.net,
+                    &prepare(originals),
+                    &prepare(&models::resize::resize(
+                        &reconstructed,
+                        originals.size()[2],
+                        originals.size()[3],
+                        sampling,
+                    )),
+                    &net.features,
+                )?
+            }
+            None => {
+                let pixels = |x: &Tensor| p.normalization.to_pixels(x);
+                models::loss::plain_loss(&pixels(&images), &pixels(&reconstructed))
+            }
+        };
+        let kl = models::loss::kl_loss(&mean, &log_var);
+        let total = &kl * p.alfa + &rec * p.beta;
+        self.adam.zero_grad();
+        total.backward();
+        self.adam.step(lr);
+        Ok(StepLosses {
+            total: total.double_value(&[]),
+            rec: rec.double_value(&[]),
+            kl: kl.double_value(&[]),
+            reconstructed: keep_reconstruction.then(|| reconstructed.detach()),
+        })
+    }
+}
+
+impl<'p> Trainer<'p> {
+    fn new(p: &'p TrainVaeParams, cx: &mut StageCx<'_>) -> Result<Self> {
+        let device = common::device(cx)?;
+        let data = cx.require_input("data")?.to_path_buf();
+        let images = ImageList::open(&data, cx.input("check"))?;
+        if images.len() < p.batch_size {
+            bail!(
+                "dataset {} has {} usable images, fewer than one batch (batch_size = {}); lower `batch_size` or add images",
+                data.display(),
+                images.len(),
+                p.batch_size
+            );
+        }
+        let weights = match (p.weights, cx.input("perceptual").map(Path::to_path_buf)) {
+            (WeightsSource::File, Some(path)) => {
+                cx.note("perceptual_weights", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+                Some(path)
+            }
+            (WeightsSource::File, None) if p.reconstruction_loss_type == LossType::Perceptual => bail!(
+                "the PERCEPTUAL loss needs face-net weights: set `from.perceptual` to a weights input, or write `weights = \"random\"` to use an untrained net"
+            ),
+            _ => {
+                if p.reconstruction_loss_type == LossType::Perceptual {
+                    tracing::warn!("stage `{}`: the perceptual net has random weights (weights = \"random\")", cx.stage_name());
+                    cx.note("perceptual_weights", "random");
+                }
+                None
+            }
+        };
+        let runner = StepRunner::new(p, device, cx.seed(), weights.as_deref())?;
+        let work = cx.partial_dir().join("work");
+        std::fs::create_dir_all(&work)?;
+        let checkpoints = Checkpoints::new(cx.partial_dir().join("checkpoints"));
+        cx.note("device", crate::device::name(device));
+        cx.note("images", images.len() as u64);
+        Ok(Trainer {
+            runner,
+            images,
+            checkpoints,
+            work,
+        })
+    }
+
+    fn train(mut self, cx: &mut StageCx<'_>) -> Result<()> {
+        let p = self.runner.p;
+        let mut history = LossHistory::default();
+        let mut start = 0u64;
+        if let Some((step, dir)) = self.checkpoints.latest() {
+            let state = Checkpoints::load(&dir, &mut self.runner.vs, &mut self.runner.adam)?;
+            tracing::info!("stage `{}`: resuming from step {step}", cx.stage_name());
+            history = state.history;
+            history.truncate(step as usize);
+            start = step;
+        }
+        let metrics_path = self.work.join("metrics.jsonl");
+        common::truncate_jsonl(&metrics_path, start)?;
+        let mut metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)?;
+
+        let loader_config = common::LoaderConfig {
+            crop: p.input_image_size,
+            normalization: p.normalization,
+            batch_size: p.batch_size,
+            seed: cx.seed(),
+        };
+        let mut batches = self.images.training_batches(&loader_config, start)?;
+        let progress = common::progress_bar(cx, p.max_steps, start);
+        let mut waited_total = Duration::ZERO;
+        let mut busy_total = Duration::ZERO;
+
+        for step in start + 1..=p.max_steps {
+            if cx.cancelled() {
+                self.checkpoint(step - 1, &history)?;
+                bail!(
+                    "interrupted at step {step}; the checkpoint of step {} resumes it",
+                    step - 1
+                );
+            }
+            let wait_start = Instant::now();
+            let batch = batches.next_batch()?;
+            let waited = wait_start.elapsed();
+            let busy_start = Instant::now();
+            let lr = p.learning_rate(step);
+            // The sampling noise of a step depends only on (seed, step): a resumed run draws
+            // exactly what an uninterrupted one would have.
+            tch::manual_seed(common::step_seed(cx.seed(), step));
+            let originals = common::batch_tensor(&batch, self.runner.device);
+            let save = step % p.save_every == 0 || step == p.max_steps;
+            let losses = self.runner.step(&originals, lr, save)?;
+            if !losses.total.is_finite() || !losses.rec.is_finite() || !losses.kl.is_finite() {
+                bail!(
+                    "loss became {} at step {step} (rec {}, kl {}); the last good checkpoint is kept — lower `initial_learning_rate` or check the data",
+                    losses.total,
+                    losses.rec,
+                    losses.kl
+                );
+            }
+            history.push(losses.total, losses.rec, losses.kl, lr);
+            let busy = busy_start.elapsed();
+            waited_total += waited;
+            busy_total += busy;
+            writeln!(
+                metrics,
+                "{}",
+                serde_json::json!({
+                    "step": step, "total_loss": losses.total, "reconstruction_loss": losses.rec,
+                    "kl_loss": losses.kl, "learning_rate": lr,
+                    "data_wait_ms": waited.as_secs_f64() * 1e3, "step_ms": busy.as_secs_f64() * 1e3,
+                })
+            )?;
+            progress.set_position(step);
+            progress.set_message(format!(
+                "rec {:.4e}  kl {:.3}  total {:.4e}",
+                losses.rec, losses.kl, losses.total
+            ));
+            if let Some(recon) = losses.reconstructed {
+                self.save_grid(step, &recon)?;
+                metrics.flush()?;
+                history.write_h5(&self.work.join("logs.h5"))?;
+                self.checkpoint(step, &history)?;
+            }
+        }
+        progress.finish_and_clear();
+        let share =
+            waited_total.as_secs_f64() / (waited_total + busy_total).as_secs_f64().max(1e-9);
+        cx.note("data_wait_share", share);
+        tracing::info!(
+            "stage `{}`: {} steps, {:.2} steps/s, {:.1}% of step time waiting for data",
+            cx.stage_name(),
+            p.max_steps - start,
+            (p.max_steps - start) as f64 / (waited_total + busy_total).as_secs_f64().max(1e-9),
+            share * 100.0
+        );
+        drop(metrics);
+        self.finish(cx, &history)
+    }
+
+    fn save_grid(&self, step: u64, reconstructed: &Tensor) -> Result<()> {
+        let p = self.runner.p;
+        let pixels = p.normalization.to_pixels(reconstructed);
+        let s = p.model.image_size() as usize;
+        let n = (pixels.size()[0] as usize).min(128);
+        let nhwc = common::to_nhwc_vec(&pixels.narrow(0, 0, n as i64))?;
+        let canvas = put_images_on_grid(&nhwc, s, 16, 8.min(n.div_ceil(16)).max(1))?;
+        canvas.save_png(
+            &self.work.join(format!("reconstructed_{step:06}.png")),
+            GridScaling::Clip,
+        )
+    }
+
+    fn checkpoint(&self, step: u64, history: &LossHistory) -> Result<()> {
+        if step == 0 {
+            return Ok(());
+        }
+        self.checkpoints.save(
+            &self.runner.vs,
+            &self.runner.adam,
+            &TrainState {
+                step,
+                history: history.clone(),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Moves the run's files into the artifact: final weights, spec, checkpoints, logs.
+    fn finish(self, cx: &mut StageCx<'_>, history: &LossHistory) -> Result<()> {
+        let out = cx.out_dir().to_path_buf();
+        let p = self.runner.p;
+        self.runner
+            .vs
+            .save(out.join(VaeSpec::WEIGHTS))
+            .context("failed to save the trained VAE")?;
+        let spec = VaeSpec {
+            model: p.model,
+            latent_size: p.latent_size,
+            input_image_size: p.input_image_size,
+            resize: p.resize,
+            normalization: p.normalization,
+        };
+        std::fs::write(out.join(VaeSpec::SPEC), serde_json::to_vec_pretty(&spec)?)?;
+        history.write_h5(&out.join("logs.h5"))?;
+        common::plot_losses(history, &out.join("loss_curve.png"))?;
+        for entry in std::fs::read_dir(&self.work)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name != "logs.h5" {
+                std::fs::rename(entry.path(), out.join(&name))?;
+            }
+        }
+        let checkpoints = out.join("checkpoints");
+        std::fs::create_dir_all(&checkpoints)?;
+        for (_, dir) in self.checkpoints.list() {
+            if let Some(name) = dir.file_name() {
+                std::fs::rename(&dir, checkpoints.join(name))?;
+            }
+        }
+        let final_losses = serde_json::json!({
+            "final_total_loss": history.total_loss.last(),
+            "final_reconstruction_loss": history.reconstruction_loss.last(),
+            "final_kl_loss": history.kl_loss.last(),
+        });
+        std::fs::write(
+            out.join("metrics.json"),
+            serde_json::to_vec_pretty(&final_losses)?,
+        )?;
+        Ok(())
+    }
+}
+
+pub struct StepLosses {
+    pub total: f64,
+    pub rec: f64,
+    pub kl: f64,
+    pub reconstructed: Option<Tensor>,
+}

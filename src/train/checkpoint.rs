@@ -1,0 +1,103 @@
+//! Resumable training checkpoints in the stage's partial directory.
+//!
+//! A checkpoint is a directory `step-NNNNNN/` holding `model.safetensors` (every VAE variable,
+//! moving statistics included), `optimizer.safetensors` (Adam's moments), and `state.json`
+//! (step and loss history). The data order and the sampling noise are functions of
+//! (seed, step), so the step *is* the RNG and data-order state. A checkpoint is written into a
+//! temporary directory and renamed into place, so a kill mid-save leaves the previous ones
+//! intact and never a half checkpoint that looks whole. The newest `KEEP` are kept.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Tensor};
+
+use crate::formats::logs_h5::LossHistory;
+use crate::train::adam::TfAdam;
+
+/// How many checkpoints survive (the original's `max_to_keep=3`).
+pub const KEEP: usize = 3;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub step: u64,
+    pub history: LossHistory,
+}
+
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+impl Checkpoints {
+    pub fn new(dir: PathBuf) -> Self {
+        Checkpoints { dir }
+    }
+
+    fn step_dir(&self, step: u64) -> PathBuf {
+        self.dir.join(format!("step-{step:06}"))
+    }
+
+    /// Complete checkpoints, oldest first.
+    pub fn list(&self) -> Vec<(u64, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(u64, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let step = name.strip_prefix("step-")?.parse().ok()?;
+                e.path()
+                    .join("state.json")
+                    .is_file()
+                    .then(|| (step, e.path()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    pub fn latest(&self) -> Option<(u64, PathBuf)> {
+        self.list().pop()
+    }
+
+    pub fn save(&self, vs: &VarStore, adam: &TfAdam, state: &TrainState) -> Result<PathBuf> {
+        let final_dir = self.step_dir(state.step);
+        let tmp = self.dir.join(format!(".tmp-step-{:06}", state.step));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("failed to create {}", tmp.display()))?;
+        vs.save(tmp.join("model.safetensors"))
+            .context("failed to save model weights")?;
+        let (_, moments) = adam.state();
+        Tensor::write_safetensors(&moments, tmp.join("optimizer.safetensors"))
+            .context("failed to save optimizer state")?;
+        let json = serde_json::to_vec(state)?;
+        std::fs::write(tmp.join("state.json"), json)?;
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::rename(&tmp, &final_dir)
+            .with_context(|| format!("failed to commit checkpoint {}", final_dir.display()))?;
+        for (_, old) in self.list().iter().rev().skip(KEEP) {
+            let _ = std::fs::remove_dir_all(old);
+        }
+        Ok(final_dir)
+    }
+
+    /// Loads a checkpoint into the model and optimizer; returns its state.
+    pub fn load(dir: &Path, vs: &mut VarStore, adam: &mut TfAdam) -> Result<TrainState> {
+        let mut load = || -> Result<TrainState> {
+            let state: TrainState =
+                serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
+            vs.load(dir.join("model.safetensors"))?;
+            let moments: BTreeMap<String, Tensor> =
+                Tensor::read_safetensors(dir.join("optimizer.safetensors"))?
+                    .into_iter()
+                    .collect();
+            adam.restore(state.step as i64, &moments)?;
+            Ok(state)
+        };
+        load().with_context(|| format!("failed to resume from checkpoint {}", dir.display()))
+    }
+}
