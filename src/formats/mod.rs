@@ -2,7 +2,9 @@
 //! PNG grids. Model weights live with the models (`crate::models`).
 
 pub mod attribute_vectors_h5;
+pub mod compare;
 pub mod image_grid;
 pub mod latents_h5;
 pub mod logs_h5;
 pub mod plot;
+pub mod sweep_images;

@@ -15,7 +15,7 @@ const FONT_PATHS: &[&str] = &[
 ];
 
 /// Registers a font once per process; false when none is found.
-fn font_available() -> bool {
+pub fn font_available() -> bool {
     static FOUND: OnceLock<bool> = OnceLock::new();
     *FOUND.get_or_init(|| {
         for path in FONT_PATHS {
@@ -81,6 +81,73 @@ pub fn loss_curves(series: &[(&str, &Vec<f64>)], path: &Path) -> Result<()> {
                 values.iter().enumerate().map(|(s, &v)| ((s + 1) as f64, v)),
                 &colour,
             ))
+            .map_err(|e| anyhow!("plot: {e}"))?;
+    }
+    root.present()
+        .map_err(|e| anyhow!("failed to write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Several named series on one chart, with a legend (a sweep's variants).
+pub fn overlaid_curves(title: &str, series: &[(&str, &Vec<f64>)], path: &Path) -> Result<()> {
+    let labelled = font_available();
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("plot: {e}"))?;
+    let finite = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied().filter(|x| x.is_finite()));
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let steps = series
+        .iter()
+        .map(|(_, v)| v.len())
+        .max()
+        .unwrap_or(2)
+        .max(2) as f64;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(10);
+    if labelled {
+        builder
+            .caption(title, ("sans-serif", 20))
+            .x_label_area_size(30)
+            .y_label_area_size(80);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(1f64..steps, lo..hi)
+        .map_err(|e| anyhow!("plot: {e}"))?;
+    if labelled {
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .draw()
+            .map_err(|e| anyhow!("plot: {e}"))?;
+    }
+    for (i, (name, values)) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let drawn = chart
+            .draw_series(LineSeries::new(
+                values.iter().enumerate().map(|(s, &v)| ((s + 1) as f64, v)),
+                colour,
+            ))
+            .map_err(|e| anyhow!("plot: {e}"))?;
+        if labelled {
+            drawn
+                .label(name.to_string())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        }
+    }
+    if labelled {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
             .map_err(|e| anyhow!("plot: {e}"))?;
     }
     root.present()

@@ -12,7 +12,8 @@ pub mod train_vae;
 
 use vaepipe_engine::registry::Registry;
 
-/// Every kind an experiment file can name, in pipeline order.
+/// Every kind an experiment file can name, in pipeline order, plus the hooks through which
+/// `verify` looks inside tensors and a sweep gets its contact sheet and loss plot.
 pub fn registry() -> Registry {
     Registry::new()
         .with::<synth_faces::SynthFaces>()
@@ -21,4 +22,6 @@ pub fn registry() -> Registry {
         .with::<encode::Encode>()
         .with::<attribute_vectors::AttributeVectorsStage>()
         .with::<render_attribute::RenderAttribute>()
+        .with_output_comparator(crate::formats::compare::describe_difference)
+        .with_sweep_hook(crate::formats::sweep_images::build)
 }

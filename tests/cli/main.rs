@@ -1,5 +1,9 @@
 //! vaepipe's one integration-test binary (one binary, because each links libtorch).
 //! Modules by topic; each drives the real `vaepipe` executable or the real libtorch.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a test failure
+
+mod pipeline;
+mod support;
 mod tidy;
 mod toolchain;

@@ -620,3 +620,276 @@ fn cache_verify_names_tampered_and_truncated_entries() {
         r.stdout
     );
 }
+
+const SWEEP: &str = r#"
+[experiment]
+name = "sw"
+
+[stage.data]
+kind = "count"
+counter = "counts/data"
+label = "d"
+
+[stage.train]
+kind = "count"
+counter = "counts/train"
+label = "t"
+score = 1.0
+from = { after = "data" }
+
+[stage.render]
+kind = "count"
+counter = "counts/render"
+label = "r"
+from = { after = "train" }
+
+[sweep]
+"stage.train.score" = [0.5, 1.0]
+"stage.render.label" = LABELS
+"#;
+
+/// See: issue 7. One DAG for the whole sweep: shared stages run once, and a new value runs only
+/// the new variants.
+#[test]
+fn a_2x2_sweep_runs_shared_stages_once_writes_the_table_and_adding_a_value_runs_only_new_variants()
+{
+    let p = Project::new();
+    p.file("exp.toml", &SWEEP.replace("LABELS", "[\"x\", \"y\"]"));
+    let plan = p.ok(&["plan", "exp.toml"]);
+    assert!(
+        plan.stdout
+            .starts_with("sweep: 4 variants (grid over score × label); 7 distinct stages of 12\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("\ndata                      dirty  never run  [4 variants]\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("\nscore-0.5/train           dirty  never run  [2 variants]\n"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("\nscore-1_label-y/render    dirty  never run\n"),
+        "{}",
+        plan.stdout
+    );
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(
+        r.stdout.contains("7 ran, 0 fresh, 0 not completed"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        (p.count("data"), p.count("train"), p.count("render")),
+        (1, 2, 4),
+        "shared upstream work runs once"
+    );
+    // Links: per variant for every stage, plus the shared ones beside them.
+    for v in [
+        "score-0.5_label-x",
+        "score-0.5_label-y",
+        "score-1_label-x",
+        "score-1_label-y",
+    ] {
+        for s in ["data", "train", "render"] {
+            assert!(
+                p.dir.join(format!("runs/sw/{v}/{s}/count.txt")).exists(),
+                "{v}/{s}"
+            );
+        }
+        assert!(p.dir.join(format!("runs/sw/{v}/report.html")).exists());
+    }
+    assert!(p.dir.join("runs/sw/data/count.txt").exists());
+    assert!(
+        !p.dir.join("runs/sw/train").exists(),
+        "train is not shared by all variants"
+    );
+
+    let csv = fs::read_to_string(p.dir.join("runs/sw/sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "variant,score,label,train.final_total_loss,train.share_rising,wall_time_s,cache"
+    );
+    assert_eq!(lines.len(), 5, "{csv}");
+    assert!(
+        lines[1].starts_with("score-0.5_label-x,0.5,x,0.5,0.05,"),
+        "{csv}"
+    );
+    assert!(
+        lines[4].starts_with("score-1_label-y,1,y,1,0.1,") && lines[4].ends_with(",miss"),
+        "{csv}"
+    );
+    let md = fs::read_to_string(p.dir.join("runs/sw/sweep.md")).unwrap();
+    assert!(md.contains("| variant | score | label |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(p.dir.join("runs/sw/sweep.json")).unwrap())
+            .unwrap();
+    let v0 = &json["variants"][0];
+    assert_eq!(v0["name"], "score-0.5_label-x");
+    assert_eq!(v0["values"]["stage.train.score"], 0.5);
+    let train_dir = v0["stages"][1]["dir"].as_str().unwrap();
+    assert!(
+        Path::new(train_dir).join("count.txt").exists(),
+        "{train_dir}"
+    );
+    let html = fs::read_to_string(p.dir.join("runs/sw/report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("score-0.5_label-x"),
+        "report.html"
+    );
+    assert_eq!(
+        html.matches("http").count(),
+        1,
+        "no external assets, only the SVG namespace"
+    );
+
+    // Unchanged: nothing runs, and every variant is a hit.
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("0 ran, 7 fresh"), "{}", r.stdout);
+    let csv = fs::read_to_string(p.dir.join("runs/sw/sweep.csv")).unwrap();
+    assert!(csv.lines().skip(1).all(|l| l.ends_with(",hit")), "{csv}");
+
+    // A third label: only the two new variants' render stages run.
+    p.file(
+        "exp.toml",
+        &SWEEP.replace("LABELS", "[\"x\", \"y\", \"z\"]"),
+    );
+    let r = p.ok(&["run", "exp.toml"]);
+    assert!(r.stdout.contains("2 ran, 7 fresh"), "{}", r.stdout);
+    assert_eq!(
+        (p.count("data"), p.count("train"), p.count("render")),
+        (1, 2, 6)
+    );
+    // The command line adds axes too, and type-checks every value.
+    let r = p.ok(&[
+        "plan",
+        "exp.toml",
+        "--sweep",
+        "stage.data.label=d,e",
+        "--sweep-mode",
+        "grid",
+    ]);
+    assert!(r.stdout.starts_with("sweep: 12 variants (grid over score × render.label × data.label); 18 distinct stages of 36"), "{}", r.stdout);
+    let bad = p.run(&["plan", "exp.toml", "--sweep", "stage.train.score=1,high"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains(
+            "error: `score` in stage `train` (kind `count`): invalid type: string \"high\""
+        ),
+        "{}",
+        bad.stderr
+    );
+    assert!(
+        bad.stderr.contains("--sweep stage.train.score=1,high"),
+        "{}",
+        bad.stderr
+    );
+}
+
+const LOCKED: &str = r#"
+[input.data]
+path = "data"
+
+[stage.w]
+kind = "write"
+text = "x"
+from = { src = "data" }
+
+[stage.plot]
+kind = "write"
+text = "PNGDATA"
+file = "loss_curve.png"
+metrics = true
+"#;
+
+/// See: issue 7. Lock, verify an untouched run, then tamper with an input: `--locked` refuses
+/// and names it.
+#[test]
+fn lock_verify_passes_untouched_and_locked_refuses_a_tampered_input_naming_it() {
+    let p = Project::new();
+    p.file("data/out.txt", "abc").file("exp.toml", LOCKED);
+    let r = p.run(&["lock", "exp.toml"]);
+    assert_eq!(r.code, 1, "nothing to lock before a run: {}", r.stderr);
+    assert!(r.stderr.contains("no cache entry to lock"), "{}", r.stderr);
+    p.ok(&["run", "exp.toml"]);
+    let html = fs::read_to_string(p.dir.join("runs/exp/report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,UE5HREFUQQ=="),
+        "the stage's PNG is embedded byte for byte"
+    );
+    let r = p.ok(&["lock", "exp.toml"]);
+    assert!(
+        r.stdout
+            .contains("wrote exp.toml.lock: 1 input, 2 stages, 3 output files"),
+        "{}",
+        r.stdout
+    );
+    let lock = fs::read_to_string(p.dir.join("exp.toml.lock")).unwrap();
+    assert!(
+        lock.contains("[inputs.data]") && lock.contains("[stages.w.outputs]"),
+        "{lock}"
+    );
+
+    let v = p.ok(&["verify", "exp.toml"]);
+    assert!(
+        v.stdout.contains("w     bitwise equal (1 file"),
+        "{}",
+        v.stdout
+    );
+    assert!(
+        v.stdout
+            .contains("verified 2 stages: 2 bitwise equal, 0 different"),
+        "{}",
+        v.stdout
+    );
+    let v = p.ok(&["verify", "exp.toml", "--stage", "plot"]);
+    assert!(
+        v.stdout.contains("verified 1 stage: 1 bitwise equal"),
+        "{}",
+        v.stdout
+    );
+    assert_eq!(
+        fs::read_dir(&p.dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".vaepipe-verify"))
+            .count(),
+        0,
+        "the scratch cache is removed"
+    );
+    p.ok(&["run", "exp.toml", "--locked"]);
+
+    // A changed param is named.
+    let r = p.run(&["run", "exp.toml", "--locked", "--set", "stage.w.text=y"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("stage `w`: param `text` changed: \"x\" → \"y\""),
+        "{}",
+        r.stderr
+    );
+
+    // A tampered input is named, with what changed in it.
+    p.file("data/out.txt", "abd");
+    let r = p.run(&["run", "exp.toml", "--locked"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("input `data` changed: 1 file modified (e.g. `out.txt`)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("refusing to run"), "{}", r.stderr);
+    assert_eq!(p.committed(), 2, "nothing ran");
+}

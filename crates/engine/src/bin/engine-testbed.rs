@@ -6,7 +6,8 @@
 //! Kinds: `write` (writes a param string to a file, optionally after an upstream's file),
 //! `slow` (sleeps in steps, checking cancellation, checkpointing progress into the partial dir),
 //! `fail` (returns an error or panics), `count` (appends a line to a counter file outside the
-//! cache, optionally waiting for a release file, so tests can count executions).
+//! cache, optionally waiting for a release file, so tests can count executions; with `score` it
+//! also writes a `metrics.json` with the conventional sweep-table fields).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -217,6 +218,8 @@ struct CountParams {
     accelerator: bool,
     busy_marker: Option<PathBuf>,
     sleep_ms: u64,
+    /// Writes `metrics.json` with `final_total_loss = score` and `share_rising = score / 10`.
+    score: Option<f64>,
 }
 
 impl Stage for Count {
@@ -267,6 +270,10 @@ impl Stage for Count {
         }
         std::thread::sleep(Duration::from_millis(p.sleep_ms));
         std::fs::write(cx.out_dir().join("count.txt"), &p.label)?;
+        if let Some(score) = p.score {
+            let m = serde_json::json!({ "final_total_loss": score, "share_rising": score / 10.0 });
+            std::fs::write(cx.out_dir().join("metrics.json"), m.to_string())?;
+        }
         if let Some(busy) = &p.busy_marker {
             std::fs::remove_file(busy)?;
         }

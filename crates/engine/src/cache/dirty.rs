@@ -268,7 +268,7 @@ pub fn explain(
 }
 
 /// Dotted paths to leaf values (arrays are leaves: a list param changes as a whole).
-fn flatten<'a>(prefix: &str, v: &'a Value, out: &mut BTreeMap<String, &'a Value>) {
+pub(crate) fn flatten<'a>(prefix: &str, v: &'a Value, out: &mut BTreeMap<String, &'a Value>) {
     match v {
         Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
             for (k, v) in map {

@@ -22,6 +22,7 @@
 //! | upstream stage keys, by role, with the `from` subpath | ✓ | a change upstream reruns everything downstream and nothing upstream |
 //! | external inputs, by role: input name, subpath, fingerprint mode and digest | ✓ | data changes rerun the consumer; the name is there so renaming an input is visible in `plan` |
 //! | stage name, experiment name | ✗ | two stages computing the same thing share one entry; renaming a stage is free |
+//! | sweep variant (its name, the `[sweep]` table, `--sweep`) | ✗ (only through the params a swept value sets) | a variant's stage key is the key of the resolved stage, so variants that agree on a stage's inputs share its entry and it runs once; adding a value to a sweep list reruns only the new variants |
 //! | cache dir, `runs/` dir, experiment file path, absolute input paths | ✗ | moving a project keeps its cache (cargo's rule) |
 //! | device, threads, log level, progress, `--jobs` | ✗ | must not change the result; they live in `RunOptions`, which is never serialised into a key |
 //! | vaepipe and torch versions | ✗, recorded in the manifest | a decision, not an oversight: cargo keys on the rustc version, vaepipe relies on kind `VERSION` bumps and `verify` instead, so upgrading the tool does not throw away days of training |
@@ -49,8 +50,8 @@
 //! - `<cache>/locks/<key>.lock`: the per-key `flock`; released by the kernel when a process dies.
 //! - `<cache>/fingerprints/<digest>.tsv`: the per-file listing behind an input digest, so `plan`
 //!   can say "3 files modified".
-//! - `<cache>/roots/<hash>`: the absolute path of a `runs/<experiment>/<stage>` link, so `gc`
-//!   knows which entries are linked.
+//! - `<cache>/roots/<hash>`: the absolute path of a `runs/<experiment>/<stage>` (or, in a sweep,
+//!   `runs/<experiment>/<variant>/<stage>`) link, so `gc` knows which entries are linked.
 
 use std::collections::BTreeMap;
 use std::fmt;

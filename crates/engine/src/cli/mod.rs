@@ -8,7 +8,8 @@
 //! |---|---|
 //! | 0 | success (every selected stage fresh or run; `gc`/`verify` found nothing wrong) |
 //! | 1 | a stage failed, the run could not complete (I/O error in the cache, unreadable input), or `cache verify` found damaged entries |
-//! | 2 | bad usage or config: experiment file errors, a bad `--set`, an unknown stage in `--only`/`--force`, `gc` on a directory that is not a cache |
+//! | 1 | (also) `verify` found outputs that differ from the lock, or `lock` found stages without a cache entry |
+//! | 2 | bad usage or config: experiment file errors, a bad `--set`/`--sweep`, an unknown stage in `--only`/`--force`/`--stage`, `gc` on a directory that is not a cache, `run --locked`/`verify` finding the config or an input different from the lock (or no lock) |
 //! | 130 | interrupted (Ctrl-C / SIGTERM); finished entries stay committed, partial work stays for a resume |
 //!
 //! Each verb lives in its own file and only converts flags into engine calls and renders the
@@ -16,8 +17,10 @@
 
 mod dag;
 mod gc;
+mod lock;
 mod plan;
 mod run;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -81,6 +84,23 @@ pub enum EngineCommand {
     Cache(CacheCommand),
     /// List the stage kinds this binary knows.
     Kinds,
+    /// Write `FILE.lock`: input content fingerprints, each stage's config and key, each output's
+    /// blake3. Run the experiment first.
+    Lock(lock::LockArgs),
+    /// Recompute stages into a scratch cache and compare their outputs with `FILE.lock`.
+    Verify(verify::VerifyArgs),
+}
+
+/// `--sweep` and `--sweep-mode`, shared by `run`, `plan`, `lock` and `verify`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SweepArgs {
+    /// Sweep a param over values: `stage.<stage>.<param>=V1,V2,...` (adds to, or replaces an
+    /// axis of, the file's `[sweep]`).
+    #[arg(long = "sweep", value_name = "KEY=V1,V2")]
+    pub sweep: Vec<String>,
+    /// How sweep axes combine [default: the file's `[sweep] mode`, else grid].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub sweep_mode: Option<crate::config::SweepMode>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -156,6 +176,8 @@ pub fn execute_result(
         EngineCommand::Dag(args) => dag::dag(args, registry),
         EngineCommand::Gc(args) => gc::gc(args, global),
         EngineCommand::Cache(CacheCommand::Verify) => gc::verify(global),
+        EngineCommand::Lock(args) => lock::lock(args, global, registry),
+        EngineCommand::Verify(args) => verify::verify(args, global, registry),
         EngineCommand::Kinds => {
             print!("{}", registry.describe());
             Ok(())
@@ -206,6 +228,67 @@ pub(crate) fn runs_dir(global: &GlobalArgs) -> PathBuf {
         .runs_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs"))
+}
+
+pub(crate) fn load_sweep(
+    file: &Path,
+    registry: &Registry,
+    set: &[String],
+    sweep: &SweepArgs,
+) -> Result<crate::config::Sweep, CliError> {
+    Ok(crate::config::load_sweep(
+        file,
+        registry,
+        set,
+        &sweep.sweep,
+        sweep.sweep_mode,
+    )?)
+}
+
+/// The tool version recorded in manifests and locks.
+pub(crate) fn tool_version() -> String {
+    format!("vaepipe {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `run --locked` and `verify`: refuses (exit 2) when the experiment differs from `FILE.lock`,
+/// naming every difference.
+pub(crate) fn check_lock(
+    file: &Path,
+    sweep: &crate::config::Sweep,
+    plan: &crate::scheduler::SweepPlan,
+    store: &crate::cache::CacheStore,
+) -> Result<crate::lock::LockFile, CliError> {
+    let path = crate::lock::lock_path(file);
+    if !path.exists() {
+        return Err(CliError::Usage(format!(
+            "no lock file `{}`
+  help: run `vaepipe lock {}` after a successful run",
+            path.display(),
+            file.display()
+        )));
+    }
+    let lock = crate::lock::LockFile::read(&path).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mismatches = crate::lock::check(&lock, sweep, plan, store)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    if mismatches.is_empty() {
+        return Ok(lock);
+    }
+    let lines: Vec<String> = mismatches
+        .iter()
+        .map(|m| format!("  {}", m.present()))
+        .collect();
+    Err(CliError::Usage(format!(
+        "`{}` differs from `{}`; refusing to run:
+{}
+  help: revert the change, or run `vaepipe lock {}` to accept it",
+        file.display(),
+        path.display(),
+        lines.join(
+            "
+"
+        ),
+        file.display()
+    )))
 }
 
 pub(crate) fn load(

@@ -1,17 +1,17 @@
 //! `vaepipe plan FILE`: one line per stage, `fresh` or `dirty` with the reason as a sentence;
-//! with `-v`, each stage's key and the exact preimage that was hashed.
+//! with `-v`, each stage's key and the exact preimage that was hashed. For a sweep: one line per
+//! distinct stage of the whole sweep's DAG, saying how many variants share it.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, GlobalArgs};
+use super::{CliError, GlobalArgs, SweepArgs};
 use crate::cache::CacheStore;
 use crate::config::Experiment;
-use crate::graph::StageGraph;
 use crate::registry::Registry;
-use crate::scheduler::{self, Freshness, Plan, PlanOptions};
+use crate::scheduler::{self, Freshness, Plan, PlanOptions, SweepPlan};
 
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
@@ -20,6 +20,8 @@ pub struct PlanArgs {
     /// Override a param: `stage.<stage>.<param>=<value>` (type-checked), or `experiment.seed=<n>`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
     /// Plan only these stages and what they need upstream.
     #[arg(long, value_name = "STAGE")]
     pub only: Vec<String>,
@@ -29,16 +31,34 @@ pub struct PlanArgs {
 }
 
 pub fn plan(args: PlanArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
-    let exp = super::load(&args.file, registry, &args.set)?;
-    let store = CacheStore::open(&super::cache_dir(global, Some(&exp)))?;
-    let graph = StageGraph::new(&exp);
+    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let options = PlanOptions {
         only: args.only,
         force: args.force,
     };
-    let plan = scheduler::plan(&exp, &graph, &store, &super::runs_dir(global), &options)?;
-    print!("{}", render_plan(&exp, &plan, global.verbose > 0));
+    let plan = scheduler::plan_sweep(&sweep, &store, &super::runs_dir(global), &options)?;
+    if sweep.is_sweep() {
+        print!("{}", render_sweep_header(&sweep, &plan));
+    }
+    print!(
+        "{}",
+        render_plan(&sweep.base, &plan.plan, global.verbose > 0)
+    );
     Ok(())
+}
+
+/// `sweep: 4 variants (grid over alfa × beta); 7 distinct stages of 12`.
+pub fn render_sweep_header(sweep: &crate::config::Sweep, plan: &SweepPlan) -> String {
+    let total: usize = plan.variant_stages.iter().map(Vec::len).sum();
+    let labels: Vec<&str> = sweep.axes.iter().map(|a| a.label.as_str()).collect();
+    format!(
+        "sweep: {} variants ({} over {}); {} distinct stages of {total}\n",
+        sweep.variants.len(),
+        sweep.mode.as_str(),
+        labels.join(" × "),
+        plan.plan.stages.len()
+    )
 }
 
 /// The text `plan` prints (also used by `run -v` before running).
@@ -49,13 +69,23 @@ pub fn render_plan(exp: &Experiment, plan: &Plan, verbose: bool) -> String {
     }
     let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for ps in &plan.stages {
+        let shared = if ps.users.len() > 1 {
+            format!("  [{} variants]", ps.users.len())
+        } else {
+            String::new()
+        };
         match &ps.freshness {
             Freshness::Fresh => {
-                let _ = writeln!(out, "{:width$}  fresh", ps.name);
+                let _ = writeln!(out, "{:width$}  fresh{shared}", ps.name);
             }
             Freshness::Dirty(reasons) => {
                 let text: Vec<String> = reasons.iter().map(|r| r.present()).collect();
-                let _ = writeln!(out, "{:width$}  dirty  {}", ps.name, text.join("; "));
+                let _ = writeln!(
+                    out,
+                    "{:width$}  dirty  {}{shared}",
+                    ps.name,
+                    text.join("; ")
+                );
             }
         }
         if verbose {

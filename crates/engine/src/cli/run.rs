@@ -1,5 +1,7 @@
-//! `vaepipe run FILE`: plan, then execute, printing a line per stage as it starts and ends and
-//! a summary (with each artifact's `metrics.json` scalars) at the end.
+//! `vaepipe run FILE`: plan (every sweep variant, as one deduplicated DAG), optionally check the
+//! lock (`--locked`), execute, printing a line per stage as it starts and ends and a summary
+//! (with each artifact's `metrics.json` scalars) at the end; then write `report.html` (and for a
+//! sweep `sweep.json`/`.csv`/`.md`, the binary's sweep images and one report per variant).
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -8,9 +10,8 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::{CliError, GlobalArgs};
+use super::{CliError, GlobalArgs, SweepArgs};
 use crate::cache::CacheStore;
-use crate::graph::StageGraph;
 use crate::registry::Registry;
 use crate::scheduler::{self, Event, ExecuteOptions, Freshness, Outcome, PlanOptions};
 use crate::stage::RunOptions;
@@ -22,6 +23,11 @@ pub struct RunArgs {
     /// Override a param: `stage.<stage>.<param>=<value>` (type-checked), or `experiment.seed=<n>`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Refuse to run when an input or the resolved config differs from `FILE.lock`.
+    #[arg(long)]
+    pub locked: bool,
     /// Run only these stages and what they need upstream.
     #[arg(long, value_name = "STAGE")]
     pub only: Vec<String>,
@@ -41,15 +47,28 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
     let started = Instant::now();
-    let exp = super::load(&args.file, registry, &args.set)?;
-    let store = CacheStore::open(&super::cache_dir(global, Some(&exp)))?;
+    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let exp = &sweep.base;
+    let store = CacheStore::open(&super::cache_dir(global, Some(exp)))?;
     let runs_dir = super::runs_dir(global);
-    let graph = StageGraph::new(&exp);
     let options = PlanOptions {
         only: args.only,
         force: args.force,
     };
-    let plan = scheduler::plan(&exp, &graph, &store, &runs_dir, &options)?;
+    let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
+    if args.locked {
+        super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
+        tracing::info!("inputs and config match the lock");
+    }
+    let plan = &sweep_plan.plan;
+    if sweep.is_sweep() {
+        let total: usize = sweep_plan.variant_stages.iter().map(Vec::len).sum();
+        tracing::info!(
+            "sweep: {} variants, {} distinct stages of {total}",
+            sweep.variants.len(),
+            plan.stages.len()
+        );
+    }
     for set in &exp.overrides {
         tracing::info!("with --set {set}");
     }
@@ -78,12 +97,13 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
         jobs,
         cancel: cancel.clone(),
         runs_dir: runs_dir.clone(),
-        tool_version: format!("vaepipe {}", env!("CARGO_PKG_VERSION")),
+        tool_version: super::tool_version(),
     };
-    let report = scheduler::execute(&exp, &plan, &store, &exec, &render_event);
+    let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
+    let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &render_event);
 
     let (mut ran, mut hit, mut bad) = (0, 0, 0);
-    for (name, outcome) in &report.results {
+    for ((name, outcome), ps) in report.results.iter().zip(&plan.stages) {
         match outcome {
             Outcome::Ran { .. } => ran += 1,
             Outcome::Hit { .. } => hit += 1,
@@ -91,7 +111,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
         }
         if let Some(dir) = outcome.dir() {
             let metrics = metrics_summary(&dir.join("metrics.json"));
-            let link = runs_dir.join(&exp.name).join(name);
+            let link = runs_dir.join(ps.links.last().cloned().unwrap_or_default());
             let metrics = if metrics.is_empty() {
                 String::new()
             } else {
@@ -100,11 +120,17 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
             println!("{name}: {}{metrics}", link.display());
         }
     }
+    let variants = if sweep.is_sweep() {
+        format!(" ({} variants)", sweep.variants.len())
+    } else {
+        String::new()
+    };
     println!(
-        "{}: {ran} ran, {hit} fresh, {bad} not completed in {:.2}s",
+        "{}: {ran} ran, {hit} fresh, {bad} not completed in {:.2}s{variants}",
         exp.name,
         started.elapsed().as_secs_f64()
     );
+    let written = write_outputs(&sweep, &sweep_plan, &report, &store, &runs_dir, registry);
     if report.cancelled() {
         return Err(CliError::Interrupted);
     }
@@ -125,7 +151,87 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
                 .join(", ")
         )));
     }
-    Ok(())
+    written
+}
+
+/// `report.html` for the run; for a sweep also `sweep.json`/`.csv`/`.md`, the binary's sweep
+/// images (its hook) and a `report.html` per variant. Prints where they are.
+fn write_outputs(
+    sweep: &crate::config::Sweep,
+    plan: &scheduler::SweepPlan,
+    report: &scheduler::RunReport,
+    store: &CacheStore,
+    runs_dir: &std::path::Path,
+    registry: &Registry,
+) -> Result<(), CliError> {
+    use crate::report::{self, html};
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        CliError::Failed(format!("cannot write {what}: {e}"))
+    };
+    let runs_abs = std::path::absolute(runs_dir).unwrap_or_else(|_| runs_dir.to_path_buf());
+    let exp_dir = runs_abs.join(&sweep.base.name);
+    std::fs::create_dir_all(&exp_dir).map_err(|e| failed("the runs directory", &e))?;
+    let shown = runs_dir.join(&sweep.base.name);
+    let summary = report::summarize(sweep, plan, Some(report), store, &runs_abs);
+    let mut images = Vec::new();
+    let mut hook_error = None;
+    if sweep.is_sweep() {
+        report::write_sweep_files(&summary, &exp_dir).map_err(|e| failed("the sweep table", &e))?;
+        println!("sweep table: {}", shown.join(report::SWEEP_CSV).display());
+        if let Some(hook) = registry.sweep_hook() {
+            match hook(&summary, &exp_dir) {
+                Ok(made) => images = made,
+                Err(e) => {
+                    tracing::error!("building the sweep's images failed: {e:#}");
+                    hook_error = Some(format!("building the sweep's images failed: {e:#}"));
+                }
+            }
+        }
+        for (v, variant) in summary.variants.iter().enumerate() {
+            let page = html::Page {
+                title: format!("{} / {}", sweep.base.name, variant.name),
+                subtitle: variant_subtitle(variant),
+                nodes: html::nodes(plan, Some(report), store, Some(v)),
+                ..html::Page::default()
+            };
+            html::write(&page, &variant.dir.join(report::REPORT_HTML))
+                .map_err(|e| failed("a variant's report", &e))?;
+        }
+    }
+    let page = html::Page {
+        title: sweep.base.name.clone(),
+        subtitle: format!(
+            "{} · {}{}",
+            sweep.base.file.display(),
+            crate::cache::manifest::rfc3339(std::time::SystemTime::now()),
+            if sweep.is_sweep() {
+                format!(
+                    " · {} variants ({})",
+                    sweep.variants.len(),
+                    sweep.mode.as_str()
+                )
+            } else {
+                String::new()
+            }
+        ),
+        nodes: html::nodes(plan, Some(report), store, None),
+        sweep: sweep.is_sweep().then_some(&summary),
+        images,
+    };
+    html::write(&page, &exp_dir.join(report::REPORT_HTML)).map_err(|e| failed("the report", &e))?;
+    println!("report: {}", shown.join(report::REPORT_HTML).display());
+    match hook_error {
+        Some(e) => Err(CliError::Failed(e)),
+        None => Ok(()),
+    }
+}
+
+fn variant_subtitle(v: &crate::report::VariantSummary) -> String {
+    v.values
+        .iter()
+        .map(|(k, x)| format!("{k} = {x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn render_event(event: &Event) {

@@ -58,6 +58,10 @@ pub struct RawInputTable {
     pub path: Spanned<String>,
     #[serde(default)]
     pub fingerprint: Option<Spanned<FingerprintMode>>,
+    /// What to tell a user whose machine lacks the path (where to get the data, what to run
+    /// instead); shown as the `help:` of the missing-input error.
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug)]

@@ -262,9 +262,10 @@ pub(crate) fn resolve_raw(
                         path.display()
                     ),
                 )
-                .with_help(
-                    "fix the path (relative paths start at the experiment file's directory)",
-                ),
+                .with_help(input.table.hint.clone().unwrap_or_else(|| {
+                    "fix the path (relative paths start at the experiment file's directory)"
+                        .to_owned()
+                })),
             );
         }
         let mode = input
