@@ -34,7 +34,7 @@ pub struct ModifyArgs {
     #[arg(long, default_value = "Smiling")]
     attribute: String,
     /// Amounts of the vector to add; several give a strip per image
-    #[arg(long = "amount", default_values_t = [0.0, 1.5, 3.0], allow_negative_numbers = true, value_delimiter = ',')]
+    #[arg(long = "amount", default_values_t = [0.0, 1.5, 3.0], allow_hyphen_values = true, value_delimiter = ',')]
     amounts: Vec<f64>,
     /// Output directory (created)
     #[arg(short, long, default_value = "modified")]
