@@ -1,8 +1,10 @@
-//! The verbs that need torch: `modify` (edit attributes of any image) and `bench` (training
-//! throughput). The engine's verbs (`run`, `plan`, `dag`, `gc`, `cache`) come from
+//! The verbs that need torch: `modify` (edit attributes of any image), `import-weights`
+//! (facenet's checkpoints to safetensors) and `bench` (training throughput). The engine's
+//! verbs (`run`, `plan`, `dag`, `gc`, `cache`, `lock`, `verify`) come from
 //! `vaepipe_engine::cli`; `main.rs` puts both under one `vaepipe` command.
 
 pub mod bench;
+pub mod import_weights;
 pub mod modify;
 
 use std::process::ExitCode;
@@ -13,12 +15,15 @@ pub enum ModelCommand {
     Modify(modify::ModifyArgs),
     /// Measure training and data throughput on this machine and print a table
     Bench(bench::BenchArgs),
+    /// Convert facenet's TensorFlow checkpoints or facenet-pytorch .pt files to safetensors
+    ImportWeights(import_weights::ImportWeightsArgs),
 }
 
 pub fn execute(cmd: ModelCommand) -> ExitCode {
     let result = match cmd {
         ModelCommand::Modify(args) => modify::run(args),
         ModelCommand::Bench(args) => bench::run(args),
+        ModelCommand::ImportWeights(args) => import_weights::run(args),
     };
     match result {
         Ok(code) => code,

@@ -368,3 +368,47 @@ fn smile_toml_without_data_stops_at_once_naming_paths_and_the_demo() {
     );
     assert!(!p.path("cache/entries").exists(), "nothing ran");
 }
+
+/// A sweep over the real kinds: shared upstream stages run once, each variant gets its own
+/// train/encode/vectors/render, and the root crate's hook adds the contact sheet and the
+/// all-variant loss plot to the sweep's files. See issue 7.
+#[test]
+fn a_sweep_over_alfa_runs_shared_stages_once_and_builds_the_contact_sheet() {
+    let p = Project::new();
+    p.file("tiny.toml", TINY);
+    let r = p.ok(&["run", "tiny.toml", "--sweep", "stage.train.alfa=0.5,1"]);
+    let started = |stage: &str| {
+        r.stderr
+            .matches(&format!("stage `{stage}` started"))
+            .count()
+            + r.stderr.matches(&format!("/{stage}` started")).count()
+    };
+    assert_eq!(started("faces"), 1, "{}", r.stderr);
+    assert_eq!(started("check"), 1, "{}", r.stderr);
+    assert_eq!(started("train"), 2, "{}", r.stderr);
+    let runs = p.path("runs/tiny");
+    let csv = std::fs::read_to_string(runs.join("sweep.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "a header and one row per variant: {csv}"
+    );
+    assert!(
+        csv.contains("share_rising") && csv.contains("probe_average_accuracy"),
+        "{csv}"
+    );
+    for image in ["contact_sheet.png", "loss_curves.png"] {
+        let img = image::open(runs.join(image)).unwrap_or_else(|e| panic!("{image}: {e}"));
+        assert!(
+            img.width() >= 400,
+            "{image} is {}×{}",
+            img.width(),
+            img.height()
+        );
+    }
+    let html = std::fs::read_to_string(runs.join("report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "the report embeds its images"
+    );
+}
