@@ -11,9 +11,11 @@
 //! `loss_features` uses.
 //!
 //! The net is built only up to the deepest end point asked for (the perceptual loss reads the
-//! first three convs, ~0.1 % of the weights) and runs in inference mode: BN from the moving
-//! statistics, no dropout — train_vae.py's `phase_train=False, keep_prob=1.0`. The
-//! `Bottleneck` FC after `PreLogitsFlatten` is not built: no end point reads it. Freezing is the
+//! first three convs, ~0.1 % of the weights). `forward_features` runs in inference mode: BN from
+//! the moving statistics, no dropout — train_vae.py's `phase_train=False, keep_prob=1.0`;
+//! `forward_end_point_t` also runs in training mode (batch statistics, moving averages updated),
+//! for `train-facenet`. The `Bottleneck` FC after `PreLogitsFlatten` is not built here: no end
+//! point reads it (`train-facenet` builds it as part of its classification head). Freezing is the
 //! caller's (`VarStore::freeze`); loading is `models::weights`.
 
 use tch::nn::{self, ModuleT};
@@ -82,6 +84,21 @@ pub fn end_point_index(name: &str) -> Result<usize, ModelError> {
             name: name.to_string(),
             valid: END_POINTS.join("`, `"),
         })
+}
+
+/// The end point a variable of this net belongs to, from its name
+/// (`InceptionResnetV1.Conv2d_2a_3x3.weights` → `Conv2d_2a_3x3`,
+/// `InceptionResnetV1.Repeat.block35_3.…` → `Mixed_5a`); `None` for names outside the net
+/// (the `Bottleneck`, `Logits`, another model).
+pub fn end_point_of_variable(name: &str) -> Option<&'static str> {
+    let scope = name.strip_prefix("InceptionResnetV1.")?.split('.').next()?;
+    match scope {
+        "Repeat" => Some("Mixed_5a"),
+        "Repeat_1" => Some("Mixed_6b"),
+        "Repeat_2" => Some("Mixed_8a"),
+        "Block8" => Some("Mixed_8b"),
+        _ => END_POINTS.iter().copied().find(|&e| e == scope),
+    }
 }
 
 /// Widths and repeats. [`InceptionConfig::facenet`] is the published net;
@@ -385,7 +402,7 @@ fn mixed_7a(p: &nn::Path, c: i64, [r, a, b]: [i64; 3]) -> Reduction {
     }
 }
 
-/// facenet's Inception-ResNet-v1 up to some end point, inference mode only.
+/// facenet's Inception-ResNet-v1 up to some end point.
 #[derive(Debug)]
 pub struct InceptionResnetV1 {
     /// `stages[i]` produces `END_POINTS[i]`.
@@ -490,6 +507,22 @@ impl InceptionResnetV1 {
         x: &Tensor,
         names: &[S],
     ) -> Result<Vec<Tensor>, ModelError> {
+        self.forward_features_t(x, names, false)
+    }
+
+    /// The deepest end point this net was built to, in training (`train`: batch statistics,
+    /// moving averages updated in place) or inference mode.
+    pub fn forward_end_point_t(&self, x: &Tensor, train: bool) -> Result<Tensor, ModelError> {
+        let mut out = self.forward_features_t(x, &[self.deepest()], train)?;
+        Ok(out.remove(0))
+    }
+
+    fn forward_features_t<S: AsRef<str>>(
+        &self,
+        x: &Tensor,
+        names: &[S],
+        train: bool,
+    ) -> Result<Vec<Tensor>, ModelError> {
         let size = x.size();
         if size.len() != 4 || size[1] != 3 || size[0] < 1 {
             return Err(ModelError::InputShape {
@@ -509,7 +542,7 @@ impl InceptionResnetV1 {
         let mut outputs: Vec<Option<Tensor>> = (0..=last).map(|_| None).collect();
         let mut net = x.shallow_clone();
         for (i, stage) in self.stages[..=last].iter().enumerate() {
-            net = net.apply_t(stage, false);
+            net = net.apply_t(stage, train);
             if wanted.contains(&i) {
                 outputs[i] = Some(net.shallow_clone());
             }
@@ -685,6 +718,33 @@ mod tests {
         assert!(!vars
             .keys()
             .any(|n| n.contains("gamma") || n.contains("Bottleneck")));
+    }
+
+    #[test]
+    fn every_variable_maps_to_the_end_point_that_owns_it() {
+        let vs = VarStore::new(Device::Cpu);
+        let _net =
+            InceptionResnetV1::new(&vs.root(), &InceptionConfig::mini(), &["Mixed_8b"]).unwrap();
+        for name in vs.variables().keys() {
+            assert!(end_point_of_variable(name).is_some(), "{name}");
+        }
+        assert_eq!(
+            end_point_of_variable("InceptionResnetV1.Conv2d_2a_3x3.BatchNorm.beta"),
+            Some("Conv2d_2a_3x3")
+        );
+        assert_eq!(
+            end_point_of_variable("InceptionResnetV1.Repeat_1.block17_1.Conv2d_1x1.biases"),
+            Some("Mixed_6b")
+        );
+        assert_eq!(
+            end_point_of_variable("InceptionResnetV1.Block8.Conv2d_1x1.biases"),
+            Some("Mixed_8b")
+        );
+        assert_eq!(
+            end_point_of_variable("InceptionResnetV1.Bottleneck.weights"),
+            None
+        );
+        assert_eq!(end_point_of_variable("Logits.weights"), None);
     }
 
     #[test]

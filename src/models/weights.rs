@@ -53,6 +53,13 @@ pub enum WeightsError {
         expected: Vec<i64>,
         got: Vec<i64>,
     },
+    #[error("{} lacks face-net end point `{end_point}` (no tensor `{name}`); the deepest end point it holds is `{deepest}` — train or import the net up to `{end_point}`, or read only layers up to `{deepest}`", .path.display())]
+    MissingEndPoint {
+        end_point: String,
+        name: String,
+        deepest: String,
+        path: PathBuf,
+    },
     #[error("{}: unknown weights format; expected `.safetensors` or a facenet-pytorch state dict (`.pt`, `.pth`)", .path.display())]
     UnknownFormat { path: PathBuf },
     #[error("failed to copy tensor `{name}`: {source}")]
@@ -278,6 +285,7 @@ fn finish_import(
     source: &Path,
 ) -> Result<ImportReport, WeightsError> {
     let wanted = vs.variables();
+    check_end_points(&wanted, &named, source)?;
     let before = named.len();
     named.retain(|name, _| wanted.contains_key(name));
     report.skipped += before - named.len();
@@ -285,6 +293,39 @@ fn finish_import(
     report.loaded = wanted.len();
     report.unmatched.sort();
     Ok(report)
+}
+
+/// A file that stops before an end point the net was built to (a `train-facenet` artifact
+/// trained to a shallower `end_point`) is an error naming that end point, not only a tensor.
+fn check_end_points(
+    wanted: &HashMap<String, Tensor>,
+    named: &HashMap<String, Tensor>,
+    source: &Path,
+) -> Result<(), WeightsError> {
+    use super::inception_resnet_v1::{end_point_index, end_point_of_variable, END_POINTS};
+    fn index(name: &str) -> Option<(usize, &str)> {
+        end_point_of_variable(name).and_then(|e| end_point_index(e).ok().map(|i| (i, name)))
+    }
+    let Some((missing, name)) = wanted
+        .keys()
+        .filter(|n| !named.contains_key(*n))
+        .filter_map(|n| index(n))
+        .min()
+    else {
+        return Ok(());
+    };
+    let deepest = named
+        .keys()
+        .filter_map(|n| index(n).map(|(i, _)| i))
+        .filter(|&i| i < missing)
+        .max()
+        .map_or_else(|| "none".to_string(), |i| END_POINTS[i].to_string());
+    Err(WeightsError::MissingEndPoint {
+        end_point: END_POINTS[missing].to_string(),
+        name: name.to_string(),
+        deepest,
+        path: source.into(),
+    })
 }
 
 /// What a facenet-pytorch state-dict key is in vaepipe's (TF) names.
@@ -678,6 +719,43 @@ mod tests {
         );
         let err = load_face_net(&mut other, Path::new("weights.h5")).unwrap_err();
         assert_eq!(err.to_string(), "weights.h5: unknown weights format; expected `.safetensors` or a facenet-pytorch state dict (`.pt`, `.pth`)");
+    }
+
+    #[test]
+    fn a_file_with_fewer_layers_names_the_missing_end_point_and_more_layers_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("face_net.safetensors");
+        let vs = VarStore::new(Device::Cpu);
+        let _net = InceptionResnetV1::new(&vs.root(), &InceptionConfig::mini(), &["Conv2d_2a_3x3"])
+            .unwrap();
+        vs.save(&path).unwrap();
+        // Deeper than the file: the error names the first end point it lacks.
+        let mut deeper = VarStore::new(Device::Cpu);
+        let _net =
+            InceptionResnetV1::new(&deeper.root(), &InceptionConfig::mini(), &["Conv2d_3b_1x1"])
+                .unwrap();
+        let err = load_face_net(&mut deeper, &path).unwrap_err();
+        assert!(
+            matches!(&err, WeightsError::MissingEndPoint { end_point, deepest, .. }
+                if end_point == "Conv2d_2b_3x3" && deepest == "Conv2d_2a_3x3"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("lacks face-net end point `Conv2d_2b_3x3`"),
+            "{err}"
+        );
+        // Shallower than the file: extra layers are skipped.
+        let mut shallower = VarStore::new(Device::Cpu);
+        let _net = InceptionResnetV1::new(
+            &shallower.root(),
+            &InceptionConfig::mini(),
+            &["Conv2d_1a_3x3"],
+        )
+        .unwrap();
+        let report = load_face_net(&mut shallower, &path).unwrap();
+        assert_eq!((report.loaded, report.skipped), (4, 4));
+        assert!(report.is_empty());
     }
 
     #[test]

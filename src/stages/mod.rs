@@ -8,6 +8,7 @@ pub mod common;
 pub mod encode;
 pub mod render_attribute;
 pub mod synth_faces;
+pub mod train_facenet;
 pub mod train_vae;
 
 use vaepipe_engine::registry::Registry;
@@ -18,6 +19,7 @@ pub fn registry() -> Registry {
     Registry::new()
         .with::<synth_faces::SynthFaces>()
         .with::<align_check::AlignCheck>()
+        .with::<train_facenet::TrainFacenet>()
         .with::<train_vae::TrainVae>()
         .with::<encode::Encode>()
         .with::<attribute_vectors::AttributeVectorsStage>()

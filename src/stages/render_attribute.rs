@@ -200,7 +200,14 @@ impl Stage for RenderAttribute {
             steps,
             device,
         )?;
+        let (first, last) = (
+            metrics.mean_probability.first().copied(),
+            metrics.mean_probability.last().copied(),
+        );
         let mut metrics = serde_json::to_value(metrics)?;
+        // Scalars, so the run summary and a sweep's table show the gain at a glance.
+        metrics["probability_first_amount"] = serde_json::json!(first);
+        metrics["probability_last_amount"] = serde_json::json!(last);
         metrics["amounts"] = serde_json::json!(p.amounts);
         metrics["grid"] = serde_json::json!(name);
         std::fs::write(

@@ -26,6 +26,7 @@ use crate::formats::image_grid::{put_images_on_grid, GridScaling};
 use crate::formats::logs_h5::LossHistory;
 use crate::models::{self, VaeArch};
 use crate::stages::common::{self, ImageList, Normalization, PerceptualInput, Resize};
+use crate::stages::train_facenet::FaceNetSpec;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 
@@ -176,7 +177,8 @@ impl Stage for TrainVae {
             Role {
                 name: "perceptual",
                 required: false,
-                doc: "face-net weights: .safetensors or facenet-pytorch .pt",
+                doc:
+                    "face-net weights: .safetensors, facenet-pytorch .pt, or a train-facenet stage",
             },
         ]
     }
@@ -245,6 +247,60 @@ impl Stage for TrainVae {
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
         Trainer::new(p, cx)?.train(cx)
     }
+}
+
+/// When the weights come from `train-facenet` (a `face_net.json` beside them): a
+/// `loss_features` layer deeper than the net was trained to is an error naming it, and a
+/// `perceptual_input` (or, for `dataset`, a `normalization`) other than the one it was trained
+/// with is a warning, recorded in the manifest's notes.
+fn check_trained_face_net(p: &TrainVaeParams, path: &Path, cx: &mut StageCx<'_>) -> Result<()> {
+    let Some(spec) = FaceNetSpec::beside(path)? else {
+        return Ok(());
+    };
+    let trained = models::inception_resnet_v1::end_point_index(&spec.end_point)?;
+    for f in &p.loss_features {
+        if models::inception_resnet_v1::end_point_index(f)? > trained {
+            bail!(
+                "`loss_features` reads end point `{f}`, but {} was trained only up to `{}` (its face_net.json); train it to `end_point = \"{f}\"` or deeper, or drop `{f}` from `loss_features`",
+                path.display(),
+                spec.end_point
+            );
+        }
+    }
+    let mut mismatch = None;
+    if spec.perceptual_input != p.perceptual_input {
+        mismatch = Some(format!(
+            "the face net was trained on `perceptual_input = \"{}\"` input but this stage feeds it `{}`",
+            input_name(spec.perceptual_input),
+            input_name(p.perceptual_input)
+        ));
+    } else if p.perceptual_input == PerceptualInput::Dataset
+        && spec.normalization != p.normalization
+    {
+        mismatch = Some(
+            "the face net was trained on crops normalised with another `normalization` mean/std than this stage's".into(),
+        );
+    }
+    if let Some(m) = &mismatch {
+        tracing::warn!("stage `{}`: {m}; its features will be off", cx.stage_name());
+        cx.note("perceptual_input_mismatch", m.as_str());
+    }
+    cx.note(
+        "perceptual_net",
+        serde_json::json!({
+            "trained_end_point": spec.end_point,
+            "perceptual_input": input_name(spec.perceptual_input),
+            "identities": spec.identities,
+        }),
+    );
+    Ok(())
+}
+
+fn input_name(input: PerceptualInput) -> String {
+    serde_json::to_value(input)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The perceptual half of the loss: a frozen face net and the layers it is read at.
@@ -387,6 +443,11 @@ impl<'p> Trainer<'p> {
         }
         let weights = match (p.weights, cx.input("perceptual").map(Path::to_path_buf)) {
             (WeightsSource::File, Some(path)) => {
+                // `from.perceptual = "<train-facenet stage>"` names the artifact directory.
+                let path = if path.is_dir() { path.join(FaceNetSpec::WEIGHTS) } else { path };
+                if p.reconstruction_loss_type == LossType::Perceptual {
+                    check_trained_face_net(p, &path, cx)?;
+                }
                 cx.note("perceptual_weights", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
                 Some(path)
             }
@@ -589,4 +650,83 @@ pub struct StepLosses {
     pub rec: f64,
     pub kl: f64,
     pub reconstructed: Option<Tensor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lowers_its_loss(loss: LossType) {
+        let p = TrainVaeParams {
+            reconstruction_loss_type: loss,
+            loss_features: vec!["Conv2d_1a_3x3".into()],
+            batch_size: 4,
+            latent_size: 8,
+            ..Default::default()
+        };
+        let mut runner = StepRunner::new(&p, Device::Cpu, 3, None).unwrap();
+        tch::manual_seed(11);
+        // A fixed batch of smooth "images" in normalised units.
+        let x = Tensor::randn([4, 3, 8, 8], (tch::Kind::Float, Device::Cpu)).upsample_bilinear2d(
+            [160, 160],
+            false,
+            None,
+            None,
+        );
+        let first = runner.step(&x, 1e-3, false).unwrap().total;
+        let mut last = first;
+        for _ in 0..25 {
+            last = runner.step(&x, 1e-3, false).unwrap().total;
+        }
+        assert!(
+            last.is_finite() && last < 0.8 * first,
+            "{loss:?}: loss went {first} → {last}"
+        );
+    }
+
+    #[test]
+    fn a_tiny_plain_run_lowers_its_loss() {
+        lowers_its_loss(LossType::Plain);
+    }
+
+    #[test]
+    fn a_tiny_perceptual_run_lowers_its_loss() {
+        lowers_its_loss(LossType::Perceptual);
+    }
+
+    #[test]
+    fn learning_rate_decays_in_stairs_from_the_pre_increment_step() {
+        let p = TrainVaeParams {
+            initial_learning_rate: 0.1,
+            learning_rate_decay_steps: 10,
+            learning_rate_decay_factor: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(p.learning_rate(1), 0.1);
+        assert_eq!(p.learning_rate(10), 0.1);
+        assert_eq!(p.learning_rate(11), 0.05);
+        assert_eq!(p.learning_rate(21), 0.025);
+    }
+
+    #[test]
+    fn validate_names_the_bad_param() {
+        let p = TrainVaeParams {
+            loss_features: vec!["Conv2d_9z".into()],
+            batch_size: 0,
+            ..Default::default()
+        };
+        let issues = TrainVae::validate(&p);
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(
+            paths.contains(&"loss_features") && paths.contains(&"batch_size"),
+            "{paths:?}"
+        );
+        // PLAIN ignores loss_features, as the original does.
+        let plain = TrainVaeParams {
+            reconstruction_loss_type: LossType::Plain,
+            loss_features: vec!["nope".into()],
+            ..Default::default()
+        };
+        assert!(TrainVae::validate(&plain).is_empty());
+    }
 }

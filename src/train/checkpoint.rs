@@ -2,7 +2,8 @@
 //!
 //! A checkpoint is a directory `step-NNNNNN/` holding `model.safetensors` (every VAE variable,
 //! moving statistics included), `optimizer.safetensors` (Adam's moments), and `state.json`
-//! (step and loss history). The data order and the sampling noise are functions of
+//! (step and the stage's history: train-vae's `LossHistory` by default, any serialisable
+//! record for other trainers such as `train-facenet`). The data order and the sampling noise are functions of
 //! (seed, step), so the step *is* the RNG and data-order state. A checkpoint is written into a
 //! temporary directory and renamed into place, so a kill mid-save leaves the previous ones
 //! intact and never a half checkpoint that looks whole. The newest `KEEP` are kept.
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Tensor};
 
@@ -21,9 +23,9 @@ use crate::train::adam::TfAdam;
 pub const KEEP: usize = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainState {
+pub struct TrainState<H = LossHistory> {
     pub step: u64,
-    pub history: LossHistory,
+    pub history: H,
 }
 
 pub struct Checkpoints {
@@ -63,7 +65,12 @@ impl Checkpoints {
         self.list().pop()
     }
 
-    pub fn save(&self, vs: &VarStore, adam: &TfAdam, state: &TrainState) -> Result<PathBuf> {
+    pub fn save<H: Serialize>(
+        &self,
+        vs: &VarStore,
+        adam: &TfAdam,
+        state: &TrainState<H>,
+    ) -> Result<PathBuf> {
         let final_dir = self.step_dir(state.step);
         let tmp = self.dir.join(format!(".tmp-step-{:06}", state.step));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -86,9 +93,13 @@ impl Checkpoints {
     }
 
     /// Loads a checkpoint into the model and optimizer; returns its state.
-    pub fn load(dir: &Path, vs: &mut VarStore, adam: &mut TfAdam) -> Result<TrainState> {
-        let mut load = || -> Result<TrainState> {
-            let state: TrainState =
+    pub fn load<H: DeserializeOwned>(
+        dir: &Path,
+        vs: &mut VarStore,
+        adam: &mut TfAdam,
+    ) -> Result<TrainState<H>> {
+        let mut load = || -> Result<TrainState<H>> {
+            let state: TrainState<H> =
                 serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
             vs.load(dir.join("model.safetensors"))?;
             let moments: BTreeMap<String, Tensor> =

@@ -9,11 +9,13 @@
 //! The cache-key rules are documented in one table at the top of [`cache::key`]. Sweeps expand in
 //! [`config::sweep`] and run as one deduplicated DAG ([`scheduler::plan_sweep`]); what a run
 //! leaves to read (`sweep.json`/`.csv`/`.md`, `report.html`) is in [`report`]; lock files and
-//! `verify`, with what is bitwise repeatable, in [`lock`].
+//! `verify`, with what is bitwise repeatable, in [`lock`]. Dirty stages run locally (threads in
+//! this process) or as Slurm jobs ([`executor`]).
 
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod executor;
 pub mod graph;
 pub mod lock;
 pub mod registry;

@@ -1,6 +1,8 @@
-//! The engine's CLI verbs, for the root binary to compose: it flattens [`EngineCommand`] into its
-//! own subcommand enum, flattens [`GlobalArgs`] into its parser, calls [`init_logging`] once and
-//! hands each engine verb to [`execute`] with its [`Registry`] of stage kinds.
+//! The engine's CLI verbs (`run`, `plan`, `dag`, `gc`, `cache verify`, `kinds`, `lock`,
+//! `verify`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
+//! to compose: it flattens [`EngineCommand`] into its own subcommand enum, flattens
+//! [`GlobalArgs`] into its parser, calls [`init_logging`] once and hands each engine verb to
+//! [`execute`] with its [`Registry`] of stage kinds.
 //!
 //! # Exit codes
 //!
@@ -12,6 +14,50 @@
 //! | 2 | bad usage or config: experiment file errors, a bad `--set`/`--sweep`, an unknown stage in `--only`/`--force`/`--stage`, `gc` on a directory that is not a cache, `run --locked`/`verify` finding the config or an input different from the lock (or no lock) |
 //! | 130 | interrupted (Ctrl-C / SIGTERM); finished entries stay committed, partial work stays for a resume |
 //!
+//! `status` exits 0 whatever the stages' states (it reports, it does not judge); `cancel` exits 1
+//! when `scancel` fails; `run --executor slurm` exits 0 once every dirty stage is submitted, or,
+//! with `--wait`, like a local run (1 when a job failed or was cancelled). The hidden `run-stage`
+//! exits 2 when the stage's key is not the one it was submitted with.
+//!
+//! # Running on Slurm
+//!
+//! `run --executor slurm` (or `[executor] kind = "slurm"` in the file; the local executor stays
+//! the default) submits each *dirty* stage as one `sbatch` job; a fresh stage is linked and not
+//! submitted. A job's `#SBATCH --dependency=afterok:` lists the jobs of its upstream stages
+//! submitted in the same run (a fresh upstream adds none), with `--kill-on-invalid-dep=yes`, so a
+//! failed upstream cancels what waits for it. A key that already has a queued or running job
+//! (an earlier `run`, another user's sweep on the same cache) is waited on, not submitted again.
+//! The job runs this same binary: `run-stage FILE --stage S --key K [--set ...] [--sweep ...]`,
+//! which re-resolves the file, refuses if `S`'s key is no longer `K`, and runs the stage through
+//! the same per-key `flock` and atomic commit as a local run, so the cache must be on a path
+//! every node sees (locks need a filesystem whose `flock` works across nodes: NFSv4, Lustre,
+//! GPFS, BeeGFS). Without `--wait`, `run` returns after printing the job ids; with it, it polls
+//! (`VAEPIPE_SLURM_POLL_MS`, default 2000) and reports like a local run.
+//!
+//! ```toml
+//! [executor]
+//! kind = "slurm"            # or "local" (the default)
+//! partition = "gpu"         # sbatch --partition
+//! account = "lab"           # sbatch --account
+//! time = "4:00:00"          # sbatch --time (M, H:M:S, D-H:M...)
+//! extra = ["--qos=normal"]  # more sbatch options for every job
+//!
+//! [executor.resources.train-vae]   # per stage kind: `name = value` → `--name=value`
+//! gres = "gpu:1"
+//! cpus-per-task = 8
+//! exclusive = true                 # `true` → `--exclusive`
+//! ```
+//!
+//! What a submission leaves under the cache: `jobs/<experiment>.json` (key → job id, stage, log,
+//! script, dependencies), `jobs/scripts/<key>.sh`, `jobs/logs/<key>-<jobid>.log` and `.rc` (the
+//! job's exit status, for when Slurm has forgotten the job). `vaepipe status FILE` shows, per
+//! stage: `fresh`, `dirty` (not submitted), or its job's `pending (reason)`, `running`, `done`,
+//! `failed` (with the tail of its log), `cancelled`; it asks `scontrol show job` (no accounting
+//! daemon needed) and falls back to `sacct`, then to the `.rc` file. `vaepipe cancel FILE`
+//! `scancel`s the queued and running jobs of the experiment's stages. Both take the run's
+//! `--set`/`--sweep`, since those change keys. Re-running after a failure resubmits only what is
+//! dirty: the failed stage and what is downstream of it.
+//!
 //! Each verb lives in its own file and only converts flags into engine calls and renders the
 //! result; no verb owns logic the engine needs.
 
@@ -20,6 +66,7 @@ mod gc;
 mod lock;
 mod plan;
 mod run;
+mod slurm;
 mod verify;
 
 use std::io::IsTerminal;
@@ -89,6 +136,14 @@ pub enum EngineCommand {
     Lock(lock::LockArgs),
     /// Recompute stages into a scratch cache and compare their outputs with `FILE.lock`.
     Verify(verify::VerifyArgs),
+    /// Show each stage's state and Slurm job (fresh, pending, running, done, failed with the
+    /// tail of its log, cancelled) after `run --executor slurm`.
+    Status(slurm::StatusArgs),
+    /// Cancel the queued and running Slurm jobs of an experiment's stages.
+    Cancel(slurm::StatusArgs),
+    /// Run one stage by key (what a Slurm job runs); refuses when the stage's key changed.
+    #[command(hide = true)]
+    RunStage(slurm::RunStageArgs),
 }
 
 /// `--sweep` and `--sweep-mode`, shared by `run`, `plan`, `lock` and `verify`.
@@ -178,6 +233,9 @@ pub fn execute_result(
         EngineCommand::Cache(CacheCommand::Verify) => gc::verify(global),
         EngineCommand::Lock(args) => lock::lock(args, global, registry),
         EngineCommand::Verify(args) => verify::verify(args, global, registry),
+        EngineCommand::Status(args) => slurm::status(args, global, registry),
+        EngineCommand::Cancel(args) => slurm::cancel(args, global, registry),
+        EngineCommand::RunStage(args) => slurm::run_stage(args, global, registry),
         EngineCommand::Kinds => {
             print!("{}", registry.describe());
             Ok(())

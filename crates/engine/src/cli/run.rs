@@ -2,6 +2,8 @@
 //! lock (`--locked`), execute, printing a line per stage as it starts and ends and a summary
 //! (with each artifact's `metrics.json` scalars) at the end; then write `report.html` (and for a
 //! sweep `sweep.json`/`.csv`/`.md`, the binary's sweep images and one report per variant).
+//! With `--executor slurm` (or `[executor] kind = "slurm"`) the dirty stages go to Slurm instead
+//! (`cli::slurm`): the verb returns after submitting, or with `--wait` reports like a local run.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -43,6 +45,14 @@ pub struct RunArgs {
     /// Intra-op threads for numeric work. Not in keys.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where dirty stages run: `local` (threads here) or `slurm` (one `sbatch` job per dirty
+    /// stage, `afterok` on its upstream jobs) [default: the file's `[executor] kind`, else local].
+    #[arg(long, value_enum, value_name = "EXECUTOR")]
+    pub executor: Option<crate::executor::ExecutorKind>,
+    /// With `--executor slurm`: wait for the jobs, then report like a local run (exit 1 if one
+    /// failed). Without it, `run` returns once the jobs are submitted.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
@@ -52,13 +62,29 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
     let store = CacheStore::open(&super::cache_dir(global, Some(exp)))?;
     let runs_dir = super::runs_dir(global);
     let options = PlanOptions {
-        only: args.only,
-        force: args.force,
+        only: args.only.clone(),
+        force: args.force.clone(),
     };
     let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
     if args.locked {
         super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
         tracing::info!("inputs and config match the lock");
+    }
+    let executor = args.executor.unwrap_or(exp.executor.kind);
+    if executor == crate::executor::ExecutorKind::Slurm {
+        return super::slurm::submit(
+            &args,
+            &sweep,
+            &sweep_plan,
+            &store,
+            &runs_dir,
+            global,
+            registry,
+            started,
+        );
+    }
+    if args.wait {
+        tracing::debug!("`--wait` only matters with `--executor slurm`; a local run always waits");
     }
     let plan = &sweep_plan.plan;
     if sweep.is_sweep() {
@@ -101,7 +127,30 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
     };
     let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
     let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &render_event);
+    finish(
+        started,
+        &sweep,
+        &sweep_plan,
+        &report,
+        &store,
+        &runs_dir,
+        registry,
+    )
+}
 
+/// Prints each stage's link and metrics and the summary line, writes the reports, and turns the
+/// outcomes into the verb's result (shared with `run --executor slurm --wait`).
+pub(super) fn finish(
+    started: Instant,
+    sweep: &crate::config::Sweep,
+    sweep_plan: &scheduler::SweepPlan,
+    report: &scheduler::RunReport,
+    store: &CacheStore,
+    runs_dir: &std::path::Path,
+    registry: &Registry,
+) -> Result<(), CliError> {
+    let exp = &sweep.base;
+    let plan = &sweep_plan.plan;
     let (mut ran, mut hit, mut bad) = (0, 0, 0);
     for ((name, outcome), ps) in report.results.iter().zip(&plan.stages) {
         match outcome {
@@ -130,7 +179,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
         exp.name,
         started.elapsed().as_secs_f64()
     );
-    let written = write_outputs(&sweep, &sweep_plan, &report, &store, &runs_dir, registry);
+    let written = write_outputs(sweep, sweep_plan, report, store, runs_dir, registry);
     if report.cancelled() {
         return Err(CliError::Interrupted);
     }
@@ -234,7 +283,7 @@ fn variant_subtitle(v: &crate::report::VariantSummary) -> String {
         .join(", ")
 }
 
-fn render_event(event: &Event) {
+pub(super) fn render_event(event: &Event) {
     match event {
         Event::Waiting { stage, key } => tracing::info!(
             "waiting for another vaepipe run holding `{stage}` (key {}…)",
@@ -273,7 +322,7 @@ fn render_event(event: &Event) {
 
 /// First Ctrl-C/SIGTERM sets `cancel` (stages stop at their next step boundary); a second one
 /// exits at once with 130.
-fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
+pub(super) fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
         let registered = signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())

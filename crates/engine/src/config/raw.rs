@@ -7,6 +7,8 @@
 //! with `#[serde(flatten)]`, because flatten silently disables `deny_unknown_fields`.
 //! `[sweep]` becomes a [`RawSweep`]: each swept path with its list of values, each value with its
 //! own span, so `resolve`/`sweep` can type-check every value and point at the bad one.
+//! `[executor]` becomes a [`RawExecutor`] (where stages run: `local` or `slurm`, and the Slurm
+//! job settings), every value with its span; `resolve` checks kinds and resource names.
 
 use std::ops::Range;
 
@@ -114,15 +116,44 @@ pub struct RawSweep {
     pub axes: Vec<RawAxis>,
 }
 
+/// `[executor]`: where dirty stages run. Never part of a key.
+#[derive(Debug, Clone, Default)]
+pub struct RawExecutor {
+    /// `"local"` (default) or `"slurm"`.
+    pub kind: Option<Spanned<String>>,
+    /// `sbatch --partition`.
+    pub partition: Option<Spanned<String>>,
+    /// `sbatch --account`.
+    pub account: Option<Spanned<String>>,
+    /// `sbatch --time` (`MM`, `HH:MM:SS`, `D-HH:MM`...).
+    pub time: Option<Spanned<String>>,
+    /// Extra `sbatch` arguments for every job (`["--qos=long"]`).
+    pub extra: Vec<Spanned<String>>,
+    /// `[executor.resources.<kind>]`: extra `sbatch` options for that kind's jobs, in file order.
+    pub resources: Vec<RawResources>,
+}
+
+/// `[executor.resources.<kind>]`: `gres = "gpu:1"`, `cpus-per-task = 4`, `exclusive = true`.
+#[derive(Debug, Clone)]
+pub struct RawResources {
+    pub kind: String,
+    pub kind_span: Range<usize>,
+    /// Option name (without `--`), its span, its value as text (`None` for a bare flag: `true`).
+    pub options: Vec<(String, Range<usize>, Option<String>)>,
+}
+
 #[derive(Debug, Default)]
 pub struct RawExperiment<'s> {
     pub header: RawHeader,
     pub inputs: Vec<RawInput>,
     pub stages: Vec<RawStage<'s>>,
     pub sweep: Option<RawSweep>,
+    pub executor: Option<RawExecutor>,
 }
 
-const TOP_LEVEL: &[&str] = &["experiment", "input", "stage", "sweep"];
+const TOP_LEVEL: &[&str] = &["experiment", "input", "stage", "sweep", "executor"];
+/// The keys of `[executor]`.
+pub const EXECUTOR_KEYS: &[&str] = &["kind", "partition", "account", "time", "extra", "resources"];
 /// The keys of `[sweep]` that are not swept params.
 pub const SWEEP_RESERVED: &[&str] = &["mode", "metrics"];
 
@@ -255,6 +286,7 @@ pub fn parse(text: &str) -> (RawExperiment<'_>, Vec<ConfigError>) {
             "input" => parse_inputs(value, &mut raw, &mut errors),
             "stage" => parse_stages(value, &mut raw, &mut errors),
             "sweep" => raw.sweep = parse_sweep(key.span(), value, &mut errors),
+            "executor" => raw.executor = parse_executor(value, &mut errors),
             other => errors.push(
                 ConfigError::at(key.span(), format!("unknown top-level table `{other}`"))
                     .with_help_opt(suggestion(other, TOP_LEVEL, "tables")),
@@ -327,6 +359,141 @@ fn parse_sweep(
     }
     sweep.axes.sort_by_key(|a| a.path_span.start);
     Some(sweep)
+}
+
+/// `[executor]`, by hand (like the stage tables) so every value keeps its span.
+fn parse_executor(
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RawExecutor> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.push(
+            ConfigError::at(span, "`executor` must be a table")
+                .with_help("write `[executor]` with `kind = \"slurm\"` (or `\"local\"`)"),
+        );
+        return None;
+    };
+    let mut exec = RawExecutor::default();
+    let string =
+        |k: &str, v: &Spanned<DeValue<'_>>, errors: &mut Vec<ConfigError>| match v.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(v.span(), s.to_string())),
+            other => {
+                errors.push(
+                    ConfigError::at(
+                        v.span(),
+                        format!(
+                            "`{k}` of `[executor]` must be a string, found {}",
+                            other.type_str()
+                        ),
+                    )
+                    .with_help(format!("write `{k} = \"...\"`")),
+                );
+                None
+            }
+        };
+    for (key, v) in table {
+        let name: &str = key.get_ref();
+        match name {
+            "kind" => exec.kind = string(name, &v, errors),
+            "partition" => exec.partition = string(name, &v, errors),
+            "account" => exec.account = string(name, &v, errors),
+            "time" => exec.time = string(name, &v, errors),
+            "extra" => match v.get_ref() {
+                DeValue::Array(items) => {
+                    for item in items {
+                        if let Some(s) = string("extra", item, errors) {
+                            exec.extra.push(s);
+                        }
+                    }
+                }
+                other => errors.push(
+                    ConfigError::at(
+                        v.span(),
+                        format!(
+                            "`extra` of `[executor]` must be a list of strings, found {}",
+                            other.type_str()
+                        ),
+                    )
+                    .with_help("write `extra = [\"--qos=long\"]`"),
+                ),
+            },
+            "resources" => match v.get_ref() {
+                DeValue::Table(kinds) => {
+                    for (kind, opts) in kinds {
+                        let DeValue::Table(opts_table) = opts.get_ref() else {
+                            errors.push(
+                                ConfigError::at(
+                                    opts.span(),
+                                    format!(
+                                        "`resources.{}` of `[executor]` must be a table of sbatch options",
+                                        kind.get_ref()
+                                    ),
+                                )
+                                .with_help(format!(
+                                    "write `[executor.resources.{}]` with lines like `gres = \"gpu:1\"`",
+                                    kind.get_ref()
+                                )),
+                            );
+                            continue;
+                        };
+                        let mut options = Vec::new();
+                        for (opt, val) in opts_table {
+                            let text = match val.get_ref() {
+                                DeValue::String(s) => Some(Some(s.to_string())),
+                                DeValue::Integer(i) => Some(Some(i.to_string())),
+                                DeValue::Boolean(true) => Some(None),
+                                _ => None,
+                            };
+                            match text {
+                                Some(text) => {
+                                    options.push((opt.get_ref().to_string(), opt.span(), text))
+                                }
+                                None => errors.push(
+                                    ConfigError::at(
+                                        val.span(),
+                                        format!(
+                                            "sbatch option `{}` for kind `{}` must be a string, an integer or `true`, found {}",
+                                            opt.get_ref(),
+                                            kind.get_ref(),
+                                            val.get_ref().type_str()
+                                        ),
+                                    )
+                                    .with_help(format!(
+                                        "write `{} = \"...\"` (it becomes `--{}=...`)",
+                                        opt.get_ref(),
+                                        opt.get_ref()
+                                    )),
+                                ),
+                            }
+                        }
+                        options.sort_by_key(|o| o.1.start);
+                        exec.resources.push(RawResources {
+                            kind: kind.get_ref().to_string(),
+                            kind_span: kind.span(),
+                            options,
+                        });
+                    }
+                }
+                other => errors.push(
+                    ConfigError::at(
+                        v.span(),
+                        format!(
+                            "`resources` of `[executor]` must be a table, found {}",
+                            other.type_str()
+                        ),
+                    )
+                    .with_help("write `[executor.resources.<kind>]` with `gres = \"gpu:1\"`"),
+                ),
+            },
+            other => errors.push(
+                ConfigError::at(key.span(), format!("unknown key `{other}` in `[executor]`"))
+                    .with_help_opt(suggestion(other, EXECUTOR_KEYS, "keys")),
+            ),
+        }
+    }
+    exec.resources.sort_by_key(|r| r.kind_span.start);
+    Some(exec)
 }
 
 /// A swept path is a key whose value is a list; tables in between are dotted-key segments.

@@ -37,6 +37,8 @@ pub struct Experiment {
     pub overrides: Vec<String>,
     /// For one variant of a sweep: its name and swept values (see `config::sweep`).
     pub variant: Option<VariantInfo>,
+    /// `[executor]`: where dirty stages run (`run --executor` wins). Never in a key.
+    pub executor: crate::executor::ExecutorConfig,
 }
 
 /// Which sweep variant an [`Experiment`] is.
@@ -125,6 +127,123 @@ impl Experiment {
             Some(v) => Path::new(&self.name).join(&v.name),
             None => PathBuf::from(&self.name),
         }
+    }
+}
+
+/// `[executor]` → [`crate::executor::ExecutorConfig`]: known executor kind, a valid time limit,
+/// resources only for known stage kinds and never for options vaepipe sets itself.
+fn resolve_executor(
+    raw: Option<&raw::RawExecutor>,
+    registry: &Registry,
+    errors: &mut Vec<ConfigError>,
+) -> crate::executor::ExecutorConfig {
+    use crate::executor::{ExecutorConfig, ExecutorKind, RESERVED_SBATCH_OPTIONS};
+    let Some(raw) = raw else {
+        return ExecutorConfig::default();
+    };
+    let kind = match &raw.kind {
+        None => ExecutorKind::Local,
+        Some(k) => match k.get_ref().as_str() {
+            "local" => ExecutorKind::Local,
+            "slurm" => ExecutorKind::Slurm,
+            other => {
+                errors.push(
+                    ConfigError::at(k.span(), format!("unknown executor `{other}`")).with_help_opt(
+                        suggestion(other, &["local", "slurm"], "executors")
+                            .or_else(|| Some("executors are `local` and `slurm`".to_owned())),
+                    ),
+                );
+                ExecutorKind::Local
+            }
+        },
+    };
+    if let Some(t) = &raw.time {
+        if !crate::executor::valid_time(t.get_ref()) {
+            errors.push(
+                ConfigError::at(
+                    t.span(),
+                    format!(
+                        "`time` of `[executor]` is not a Slurm time limit: `{}`",
+                        t.get_ref()
+                    ),
+                )
+                .with_help("write minutes (`30`), `HH:MM:SS` (`4:00:00`) or `D-HH:MM` (`1-12:00`)"),
+            );
+        }
+    }
+    for e in &raw.extra {
+        if !e.get_ref().starts_with('-') {
+            errors.push(
+                ConfigError::at(
+                    e.span(),
+                    format!(
+                        "`extra` of `[executor]` holds sbatch options; `{}` is not one",
+                        e.get_ref()
+                    ),
+                )
+                .with_help("write options with their dashes, like `\"--qos=long\"`"),
+            );
+        }
+    }
+    let names = registry.names();
+    let mut resources = BTreeMap::new();
+    for r in &raw.resources {
+        if registry.get(&r.kind).is_none() {
+            errors.push(
+                ConfigError::at(
+                    r.kind_span.clone(),
+                    format!(
+                        "`[executor.resources.{}]` names unknown stage kind `{}`",
+                        r.kind, r.kind
+                    ),
+                )
+                .with_help_opt(suggestion(&r.kind, &names, "kinds").or_else(
+                    || Some("resources are per stage kind; `vaepipe kinds` lists them".to_owned()),
+                )),
+            );
+            continue;
+        }
+        let mut args = Vec::new();
+        for (opt, span, value) in &r.options {
+            let valid_name = !opt.is_empty()
+                && !opt.starts_with('-')
+                && opt
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                errors.push(
+                    ConfigError::at(
+                        span.clone(),
+                        format!("`{opt}` is not an sbatch option name"),
+                    )
+                    .with_help("write the long option without dashes: `gres = \"gpu:1\"`"),
+                );
+                continue;
+            }
+            if RESERVED_SBATCH_OPTIONS.contains(&opt.as_str()) {
+                errors.push(
+                    ConfigError::at(
+                        span.clone(),
+                        format!("vaepipe sets `--{opt}` itself; it cannot be a per-kind resource"),
+                    )
+                    .with_help("remove it; dependencies and log paths follow the stage graph and the cache"),
+                );
+                continue;
+            }
+            args.push(match value {
+                Some(v) => format!("--{opt}={v}"),
+                None => format!("--{opt}"),
+            });
+        }
+        resources.insert(r.kind.clone(), args);
+    }
+    ExecutorConfig {
+        kind,
+        partition: raw.partition.as_ref().map(|p| p.get_ref().clone()),
+        account: raw.account.as_ref().map(|a| a.get_ref().clone()),
+        time: raw.time.as_ref().map(|t| t.get_ref().clone()),
+        extra: raw.extra.iter().map(|e| e.get_ref().clone()).collect(),
+        resources,
     }
 }
 
@@ -361,10 +480,13 @@ pub(crate) fn resolve_raw(
         );
     }
 
+    let executor = resolve_executor(raw.executor.as_ref(), registry, errors);
+
     if errors.len() > before {
         return None;
     }
     Some(Experiment {
+        executor,
         name,
         file: file.to_path_buf(),
         source: source.clone(),
@@ -1018,5 +1140,76 @@ mod tests {
             &["stage.train.alpha=1"],
             &["--set@0 unknown param `alpha` [did you mean `alfa`?]"],
         );
+    }
+
+    #[test]
+    fn executor_table_resolves_to_sbatch_options() {
+        let text = "[stage.t]\nkind = \"synth-faces\"\n\n[executor]\nkind = \"slurm\"\npartition = \"gpu\"\naccount = \"lab\"\ntime = \"1-12:00\"\nextra = [\"--qos=long\"]\n\n[executor.resources.train-vae]\ngres = \"gpu:1\"\ncpus-per-task = 4\nexclusive = true\n";
+        let exp = load_text(text, &[]).unwrap();
+        let e = &exp.executor;
+        assert_eq!(e.kind, crate::executor::ExecutorKind::Slurm);
+        assert_eq!(
+            (
+                e.partition.as_deref(),
+                e.account.as_deref(),
+                e.time.as_deref()
+            ),
+            (Some("gpu"), Some("lab"), Some("1-12:00"))
+        );
+        assert_eq!(e.extra, ["--qos=long"]);
+        assert_eq!(
+            e.resources["train-vae"],
+            ["--gres=gpu:1", "--cpus-per-task=4", "--exclusive"]
+        );
+        // No table: the local executor, and no key changes.
+        let plain = load_text("[stage.t]\nkind = \"synth-faces\"\n", &[]).unwrap();
+        assert_eq!(plain.executor, crate::executor::ExecutorConfig::default());
+    }
+
+    #[test]
+    fn executor_table_errors_point_at_line_and_column() {
+        let text = "[stage.t]\nkind = \"synth-faces\"\n\n[executor]\nkind = \"slurmm\"\ntime = \"4h\"\npartion = \"gpu\"\nextra = [\"qos=long\"]\naccount = 7\n\n[executor.resources.trian-vae]\ngres = \"gpu:1\"\n\n[executor.resources.train-vae]\ndependency = \"afterok:1\"\nmem = 1.5\n";
+        let e = load_text(text, &[]).unwrap_err();
+        assert_eq!(
+            e.locations(),
+            [
+                "exp.toml:5:8",
+                "exp.toml:6:8",
+                "exp.toml:7:1",
+                "exp.toml:8:10",
+                "exp.toml:9:11",
+                "exp.toml:11:21",
+                "exp.toml:15:1",
+                "exp.toml:16:7",
+            ],
+            "{e}"
+        );
+        let rendered = e.to_string();
+        for want in [
+            "unknown executor `slurmm`",
+            "did you mean `slurm`?",
+            "`time` of `[executor]` is not a Slurm time limit: `4h`",
+            "unknown key `partion` in `[executor]`",
+            "did you mean `partition`?",
+            "`qos=long` is not one",
+            "`account` of `[executor]` must be a string, found integer",
+            "names unknown stage kind `trian-vae`",
+            "did you mean `train-vae`?",
+            "vaepipe sets `--dependency` itself",
+            "sbatch option `mem` for kind `train-vae` must be a string, an integer or `true`, found float",
+        ] {
+            assert!(rendered.contains(want), "missing {want:?} in:\n{rendered}");
+        }
+        let e = load_text(
+            "[executor]\nkind = \"slurm\"\n[executor.resources]\ntrain-vae = 1\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("must be a table of sbatch options"),
+            "{e}"
+        );
+        let e = load_text("executor = 3\n", &[]).unwrap_err();
+        assert_eq!(e.locations(), ["exp.toml:1:12"], "{e}");
     }
 }
