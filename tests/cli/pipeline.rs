@@ -412,3 +412,148 @@ fn a_sweep_over_alfa_runs_shared_stages_once_and_builds_the_contact_sheet() {
         "the report embeds its images"
     );
 }
+
+/// A face net trained by `train-facenet` plugs into `train-vae` through `from.perceptual`: the
+/// file holds only the net's variables, the VAE's manifest records it, a train-facenet param
+/// change dirties train-vae, and a loss layer deeper than the net was trained to is an error
+/// naming it. See issue 8.
+#[test]
+fn a_face_net_trained_by_train_facenet_feeds_train_vae() {
+    let config = TINY
+        .replace(
+            "[stage.train]\nkind = \"train-vae\"\nfrom = { data = \"faces/casia\", check = \"check\" }",
+            r#"[stage.facenet]
+kind = "train-facenet"
+from = { data = "faces/casia", check = "check" }
+end_point = "Conv2d_2b_3x3"
+max_steps = 3
+batch_size = 8
+held_out_per_identity = 1
+bn_recalibration_batches = 2
+save_every = 2
+
+[stage.train]
+kind = "train-vae"
+from = { data = "faces/casia", check = "check", perceptual = "facenet/face_net.safetensors" }"#,
+        )
+        .replace("weights = \"random\"\n", "");
+    assert!(config.contains("[stage.facenet]"), "the TINY text changed");
+    let p = Project::new();
+    p.file("tiny.toml", &config);
+    p.ok(&["run", "tiny.toml", "--only", "train"]);
+
+    let facenet = p.path("runs/tiny/facenet");
+    let spec = json(&facenet.join("face_net.json"));
+    assert_eq!(spec["end_point"], "Conv2d_2b_3x3");
+    assert_eq!(spec["perceptual_input"], "dataset");
+    assert_eq!(spec["identities"], 4);
+    let metrics = json(&facenet.join("metrics.json"));
+    assert_eq!(metrics["held_out_images"], 4);
+    assert_eq!(metrics["train_images"], 28);
+    let held_out = metrics["held_out_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&held_out), "{metrics}");
+    let lines = std::fs::read_to_string(facenet.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3, "one metrics line per step");
+    assert!(facenet.join("loss_curve.png").is_file());
+    assert!(facenet
+        .join("checkpoints/step-000003/model.safetensors")
+        .is_file());
+    let mut names: Vec<String> =
+        tch::Tensor::read_safetensors(facenet.join("face_net.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        12,
+        "3 conv layers × (weights, beta, 2 moving stats): {names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("InceptionResnetV1.Conv2d_")),
+        "no head in the file: {names:?}"
+    );
+
+    let manifest = json(&p.path("runs/tiny/train/manifest.json"));
+    assert_eq!(
+        manifest["notes"]["perceptual_weights"], "face_net.safetensors",
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest["notes"]["perceptual_net"]["trained_end_point"],
+        "Conv2d_2b_3x3"
+    );
+    assert_eq!(manifest["upstream"]["perceptual"]["stage"], "facenet");
+
+    let plan = p.ok(&["plan", "tiny.toml", "--set", "stage.facenet.max_steps=4"]);
+    let line = |stage: &str| {
+        plan.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(stage))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("facenet").contains("dirty") && line("facenet").contains("max_steps"),
+        "{}",
+        plan.stdout
+    );
+    assert!(line("train").contains("dirty"), "{}", plan.stdout);
+    assert!(line("check").contains("fresh"), "{}", plan.stdout);
+
+    let deeper = p.run(&[
+        "run",
+        "tiny.toml",
+        "--only",
+        "train",
+        "--set",
+        r#"stage.train.loss_features=["Conv2d_1a_3x3", "Conv2d_3b_1x1"]"#,
+    ]);
+    assert_eq!(deeper.code, 1, "{}", deeper.all());
+    assert!(
+        deeper
+            .stderr
+            .contains("reads end point `Conv2d_3b_1x1`, but")
+            && deeper
+                .stderr
+                .contains("was trained only up to `Conv2d_2b_3x3`"),
+        "{}",
+        deeper.stderr
+    );
+}
+
+#[test]
+fn unknown_train_facenet_end_point_is_a_config_error() {
+    let p = Project::new();
+    p.file(
+        "tiny.toml",
+        r#"
+[experiment]
+name = "tiny"
+
+[stage.faces]
+kind = "synth-faces"
+identities = 2
+images_per_identity = 4
+celeba_images = 8
+celeba_identities = 2
+
+[stage.facenet]
+kind = "train-facenet"
+from = { data = "faces/casia" }
+end_point = "Conv2d_4b"
+"#,
+    );
+    let r = p.run(&["plan", "tiny.toml"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("`Conv2d_4b` is not an Inception-ResNet-v1 end point"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Conv2d_4b_3x3"), "{}", r.stderr);
+}
