@@ -42,6 +42,19 @@ pub struct AttributeVectors {
     pub vector_defined: Option<Vec<bool>>,
 }
 
+/// Writes attribute names as the original's fixed-length ASCII `fields` dataset (`S19`).
+pub(crate) fn write_fields(file: &hdf5::File, fields: &[String]) -> hdf5::Result<()> {
+    let names: Vec<FixedAscii<FIELD_LEN>> = fields
+        .iter()
+        .map(|s| FixedAscii::from_ascii(s.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
+    file.new_dataset::<FixedAscii<FIELD_LEN>>()
+        .shape([names.len()])
+        .create("fields")?
+        .write_raw(&names)
+}
+
 impl AttributeVectors {
     pub fn rows(&self) -> usize {
         if self.latent_size == 0 {
@@ -84,16 +97,7 @@ impl AttributeVectors {
                 .shape([n, f])
                 .create("attributes")?
                 .write_raw(&self.attributes)?;
-            let fields: Vec<FixedAscii<FIELD_LEN>> = self
-                .fields
-                .iter()
-                .map(|s| FixedAscii::from_ascii(s.as_bytes()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| hdf5::Error::from(e.to_string().as_str()))?;
-            file.new_dataset::<FixedAscii<FIELD_LEN>>()
-                .shape([f])
-                .create("fields")?
-                .write_raw(&fields)?;
+            write_fields(&file, &self.fields)?;
             file.new_dataset::<f32>()
                 .shape([f, l])
                 .create("attribute_vectors")?

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use hdf5::types::{FixedAscii, VarLenAscii};
 
-use super::attribute_vectors_h5::FIELD_LEN;
+use super::attribute_vectors_h5::{write_fields, FIELD_LEN};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatentSet {
@@ -53,15 +53,7 @@ impl LatentSet {
                 .shape([n, f])
                 .create("attributes")?
                 .write_raw(&self.attributes)?;
-            let fields: Vec<FixedAscii<FIELD_LEN>> = self
-                .fields
-                .iter()
-                .map(|s| FixedAscii::from_ascii(s.as_bytes()))
-                .collect::<Result<_, _>>()?;
-            file.new_dataset::<FixedAscii<FIELD_LEN>>()
-                .shape([f])
-                .create("fields")?
-                .write_raw(&fields)?;
+            write_fields(&file, &self.fields)?;
             let names: Vec<VarLenAscii> = self
                 .file_names
                 .iter()
