@@ -5,90 +5,15 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_engine-testbed");
+mod support;
 
-struct Project {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use support::Project;
 
 impl Project {
-    fn new() -> Project {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("project");
-        fs::create_dir_all(&dir).unwrap();
-        Project { _tmp: tmp, dir }
-    }
-
-    fn file(&self, rel: &str, text: &str) -> &Self {
-        let path = self.dir.join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-        self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .current_dir(&self.dir)
-            .env_remove("VAEPIPE_CACHE_DIR")
-            .env_remove("VAEPIPE_RUNS_DIR")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = self.command(args).output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(
-            r.code,
-            0,
-            "`{}` failed:\nstdout:\n{}\nstderr:\n{}",
-            args.join(" "),
-            r.stdout,
-            r.stderr
-        );
-        r
-    }
-
-    fn spawn(&self, args: &[&str], log: &str) -> Child {
-        let log = fs::File::create(self.dir.join(log)).unwrap();
-        self.command(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    fn count(&self, name: &str) -> usize {
-        fs::read_to_string(self.dir.join("counts").join(name))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    }
-
     /// Committed entries (a valid-looking manifest) in the project's cache.
     fn committed(&self) -> usize {
         fs::read_dir(self.dir.join("cache/entries"))

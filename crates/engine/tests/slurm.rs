@@ -7,11 +7,13 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_engine-testbed");
+mod support;
+
+use support::Project;
 
 fn slurm_enabled(test: &str) -> bool {
     if std::env::var("VAEPIPE_SLURM_TESTS").as_deref() == Ok("1") {
@@ -29,72 +31,7 @@ fn slurm_enabled(test: &str) -> bool {
     false
 }
 
-struct Project {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Project {
-    fn new() -> Project {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("project");
-        fs::create_dir_all(&dir).unwrap();
-        Project { _tmp: tmp, dir }
-    }
-
-    fn file(&self, rel: &str, text: &str) {
-        let path = self.dir.join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = Command::new(BIN)
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("VAEPIPE_CACHE_DIR")
-            .env_remove("VAEPIPE_RUNS_DIR")
-            .env_remove("RUST_LOG")
-            .env("VAEPIPE_SLURM_POLL_MS", "200")
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(
-            r.code,
-            0,
-            "`{}` failed:\nstdout:\n{}\nstderr:\n{}",
-            args.join(" "),
-            r.stdout,
-            r.stderr
-        );
-        r
-    }
-
-    fn count(&self, name: &str) -> usize {
-        fs::read_to_string(self.dir.join("counts").join(name))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    }
-
     fn jobs(&self, experiment: &str) -> serde_json::Value {
         let text =
             fs::read_to_string(self.dir.join(format!("cache/jobs/{experiment}.json"))).unwrap();
