@@ -40,9 +40,7 @@
 //! step), `metrics.json`, `loss_curve.png`, `checkpoints/step-N/` (last 3, with the head).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -57,6 +55,7 @@ use crate::models::layers::{BatchNorm, Fc, WeightInit, BN_MOMENTUM};
 use crate::stages::common::{self, ImageList, Normalization, PerceptualInput};
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
+use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
 
 pub struct TrainFacenet;
 
@@ -613,6 +612,62 @@ impl FacenetHistory {
     }
 }
 
+/// One `train-facenet` step for the shared training driver; keeps the history it checkpoints.
+struct FacenetTask<'r, 'p> {
+    run: &'r mut Run<'p>,
+    history: FacenetHistory,
+}
+
+impl TrainingTask for FacenetTask<'_, '_> {
+    fn step(
+        &mut self,
+        step: u64,
+        batch: &vaepipe_facedata::FaceBatch,
+        _save: bool,
+    ) -> Result<StepRecord> {
+        let p = self.run.p;
+        let lr = p.learning_rate_at(step);
+        // Flips and dropout depend only on (seed, step): the driver seeded this step.
+        let mut x = self.run.prepare(batch);
+        if p.random_flip {
+            x = random_flip(&x);
+        }
+        let labels: Vec<i64> = batch
+            .indices
+            .iter()
+            .map(|&i| self.run.train.labels[i])
+            .collect();
+        let labels = Tensor::from_slice(&labels).to_device(self.run.model.device);
+        let stats = self
+            .run
+            .model
+            .step(&x, &labels, lr, p.weight_decay, p.keep_probability)?;
+        if !stats.loss.is_finite() {
+            bail!(
+                "loss became {} at step {step} (cross-entropy {}); the last good checkpoint is kept — lower `learning_rate` or check the data",
+                stats.loss,
+                stats.cross_entropy
+            );
+        }
+        self.history.loss.push(stats.loss);
+        self.history.cross_entropy.push(stats.cross_entropy);
+        self.history.accuracy.push(stats.accuracy);
+        self.history.learning_rate.push(lr);
+        let metrics = serde_json::json!({
+            "loss": stats.loss, "cross_entropy": stats.cross_entropy,
+            "accuracy": stats.accuracy, "learning_rate": lr,
+        });
+        Ok(StepRecord {
+            metrics: metrics.as_object().cloned().unwrap_or_default(),
+            message: format!("loss {:.4}  accuracy {:.3}", stats.loss, stats.accuracy),
+        })
+    }
+
+    fn save(&mut self, step: u64) -> Result<()> {
+        self.run.checkpoint(step, &self.history)
+    }
+}
+
 /// Steps the final train accuracy is averaged over (a single batch is noisy).
 const FINAL_ACCURACY_STEPS: usize = 20;
 
@@ -653,90 +708,20 @@ impl Run<'_> {
             history.truncate(step as usize);
             start = step;
         }
-        let metrics_path = self.work.join("metrics.jsonl");
-        common::truncate_jsonl(&metrics_path, start)?;
-        let mut metrics = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&metrics_path)?;
         let mut batches = self
             .train
             .images
             .training_batches(&self.loader_config(cx.seed()), start)?;
-        let progress = common::progress_bar(cx, p.max_steps, start);
-        let (mut waited_total, mut busy_total) = (Duration::ZERO, Duration::ZERO);
-        for step in start + 1..=p.max_steps {
-            if cx.cancelled() {
-                self.checkpoint(step - 1, &history)?;
-                bail!(
-                    "interrupted at step {step}; the checkpoint of step {} resumes it",
-                    step - 1
-                );
-            }
-            let wait_start = Instant::now();
-            let batch = batches.next_batch()?;
-            let waited = wait_start.elapsed();
-            let busy_start = Instant::now();
-            let lr = p.learning_rate_at(step);
-            // Flips and dropout depend only on (seed, step): a resumed run draws what an
-            // uninterrupted one would have.
-            tch::manual_seed(common::step_seed(cx.seed(), step));
-            let mut x = self.prepare(&batch);
-            if p.random_flip {
-                x = random_flip(&x);
-            }
-            let labels: Vec<i64> = batch
-                .indices
-                .iter()
-                .map(|&i| self.train.labels[i])
-                .collect();
-            let labels = Tensor::from_slice(&labels).to_device(self.model.device);
-            let stats = self
-                .model
-                .step(&x, &labels, lr, p.weight_decay, p.keep_probability)?;
-            if !stats.loss.is_finite() {
-                bail!(
-                    "loss became {} at step {step} (cross-entropy {}); the last good checkpoint is kept — lower `learning_rate` or check the data",
-                    stats.loss,
-                    stats.cross_entropy
-                );
-            }
-            history.loss.push(stats.loss);
-            history.cross_entropy.push(stats.cross_entropy);
-            history.accuracy.push(stats.accuracy);
-            history.learning_rate.push(lr);
-            let busy = busy_start.elapsed();
-            waited_total += waited;
-            busy_total += busy;
-            writeln!(
-                metrics,
-                "{}",
-                serde_json::json!({
-                    "step": step, "loss": stats.loss, "cross_entropy": stats.cross_entropy,
-                    "accuracy": stats.accuracy, "learning_rate": lr,
-                    "data_wait_ms": waited.as_secs_f64() * 1e3, "step_ms": busy.as_secs_f64() * 1e3,
-                })
-            )?;
-            progress.set_position(step);
-            progress.set_message(format!(
-                "loss {:.4}  accuracy {:.3}",
-                stats.loss, stats.accuracy
-            ));
-            if step % p.save_every == 0 || step == p.max_steps {
-                metrics.flush()?;
-                self.checkpoint(step, &history)?;
-            }
-        }
-        progress.finish_and_clear();
-        let seconds = (waited_total + busy_total).as_secs_f64().max(1e-9);
-        cx.note("data_wait_share", waited_total.as_secs_f64() / seconds);
-        tracing::info!(
-            "stage `{}`: {} steps, {:.2} steps/s",
-            cx.stage_name(),
-            p.max_steps - start,
-            (p.max_steps - start) as f64 / seconds
-        );
-        Ok(history)
+        let metrics_path = self.work.join("metrics.jsonl");
+        let plan = LoopPlan {
+            start,
+            max_steps: p.max_steps,
+            save_every: p.save_every,
+            metrics_path: &metrics_path,
+        };
+        let mut task = FacenetTask { run: self, history };
+        driver::drive(cx, &mut task, &mut batches, plan)?;
+        Ok(task.history)
     }
 
     fn checkpoint(&self, step: u64, history: &FacenetHistory) -> Result<()> {

@@ -12,9 +12,7 @@
 //! load), `checkpoints/step-N/` (last 3), `reconstructed_%06d.png`, `logs.h5`,
 //! `metrics.jsonl` (one line per step), `loss_curve.png`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -29,6 +27,7 @@ use crate::stages::common::{self, ImageList, Normalization, PerceptualInput, Res
 use crate::stages::train_facenet::FaceNetSpec;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
+use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
 
 pub struct TrainVae;
 
@@ -326,6 +325,9 @@ struct Trainer<'p> {
     images: ImageList,
     checkpoints: Checkpoints,
     work: PathBuf,
+    history: LossHistory,
+    /// The reconstructions of a step about to be saved (for its grid).
+    pending_grid: Option<Tensor>,
 }
 
 impl<'p> StepRunner<'p> {
@@ -473,27 +475,21 @@ impl<'p> Trainer<'p> {
             images,
             checkpoints,
             work,
+            history: LossHistory::default(),
+            pending_grid: None,
         })
     }
 
     fn train(mut self, cx: &mut StageCx<'_>) -> Result<()> {
         let p = self.runner.p;
-        let mut history = LossHistory::default();
         let mut start = 0u64;
         if let Some((step, dir)) = self.checkpoints.latest() {
             let state = Checkpoints::load(&dir, &mut self.runner.vs, &mut self.runner.adam)?;
             tracing::info!("stage `{}`: resuming from step {step}", cx.stage_name());
-            history = state.history;
-            history.truncate(step as usize);
+            self.history = state.history;
+            self.history.truncate(step as usize);
             start = step;
         }
-        let metrics_path = self.work.join("metrics.jsonl");
-        common::truncate_jsonl(&metrics_path, start)?;
-        let mut metrics = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&metrics_path)?;
-
         let loader_config = common::LoaderConfig {
             crop: p.input_image_size,
             normalization: p.normalization,
@@ -501,75 +497,15 @@ impl<'p> Trainer<'p> {
             seed: cx.seed(),
         };
         let mut batches = self.images.training_batches(&loader_config, start)?;
-        let progress = common::progress_bar(cx, p.max_steps, start);
-        let mut waited_total = Duration::ZERO;
-        let mut busy_total = Duration::ZERO;
-
-        for step in start + 1..=p.max_steps {
-            if cx.cancelled() {
-                self.checkpoint(step - 1, &history)?;
-                bail!(
-                    "interrupted at step {step}; the checkpoint of step {} resumes it",
-                    step - 1
-                );
-            }
-            let wait_start = Instant::now();
-            let batch = batches.next_batch()?;
-            let waited = wait_start.elapsed();
-            let busy_start = Instant::now();
-            let lr = p.learning_rate(step);
-            // The sampling noise of a step depends only on (seed, step): a resumed run draws
-            // exactly what an uninterrupted one would have.
-            tch::manual_seed(common::step_seed(cx.seed(), step));
-            let originals = common::batch_tensor(&batch, self.runner.device);
-            let save = step % p.save_every == 0 || step == p.max_steps;
-            let losses = self.runner.step(&originals, lr, save)?;
-            if !losses.total.is_finite() || !losses.rec.is_finite() || !losses.kl.is_finite() {
-                bail!(
-                    "loss became {} at step {step} (rec {}, kl {}); the last good checkpoint is kept — lower `initial_learning_rate` or check the data",
-                    losses.total,
-                    losses.rec,
-                    losses.kl
-                );
-            }
-            history.push(losses.total, losses.rec, losses.kl, lr);
-            let busy = busy_start.elapsed();
-            waited_total += waited;
-            busy_total += busy;
-            writeln!(
-                metrics,
-                "{}",
-                serde_json::json!({
-                    "step": step, "total_loss": losses.total, "reconstruction_loss": losses.rec,
-                    "kl_loss": losses.kl, "learning_rate": lr,
-                    "data_wait_ms": waited.as_secs_f64() * 1e3, "step_ms": busy.as_secs_f64() * 1e3,
-                })
-            )?;
-            progress.set_position(step);
-            progress.set_message(format!(
-                "rec {:.4e}  kl {:.3}  total {:.4e}",
-                losses.rec, losses.kl, losses.total
-            ));
-            if let Some(recon) = losses.reconstructed {
-                self.save_grid(step, &recon)?;
-                metrics.flush()?;
-                history.write_h5(&self.work.join("logs.h5"))?;
-                self.checkpoint(step, &history)?;
-            }
-        }
-        progress.finish_and_clear();
-        let share =
-            waited_total.as_secs_f64() / (waited_total + busy_total).as_secs_f64().max(1e-9);
-        cx.note("data_wait_share", share);
-        tracing::info!(
-            "stage `{}`: {} steps, {:.2} steps/s, {:.1}% of step time waiting for data",
-            cx.stage_name(),
-            p.max_steps - start,
-            (p.max_steps - start) as f64 / (waited_total + busy_total).as_secs_f64().max(1e-9),
-            share * 100.0
-        );
-        drop(metrics);
-        self.finish(cx, &history)
+        let metrics_path = self.work.join("metrics.jsonl");
+        let plan = LoopPlan {
+            start,
+            max_steps: p.max_steps,
+            save_every: p.save_every,
+            metrics_path: &metrics_path,
+        };
+        driver::drive(cx, &mut self, &mut batches, plan)?;
+        self.finish(cx)
     }
 
     fn save_grid(&self, step: u64, reconstructed: &Tensor) -> Result<()> {
@@ -585,7 +521,7 @@ impl<'p> Trainer<'p> {
         )
     }
 
-    fn checkpoint(&self, step: u64, history: &LossHistory) -> Result<()> {
+    fn checkpoint(&self, step: u64) -> Result<()> {
         if step == 0 {
             return Ok(());
         }
@@ -594,14 +530,15 @@ impl<'p> Trainer<'p> {
             &self.runner.adam,
             &TrainState {
                 step,
-                history: history.clone(),
+                history: self.history.clone(),
             },
         )?;
         Ok(())
     }
 
     /// Moves the run's files into the artifact: final weights, spec, checkpoints, logs.
-    fn finish(self, cx: &mut StageCx<'_>, history: &LossHistory) -> Result<()> {
+    fn finish(self, cx: &mut StageCx<'_>) -> Result<()> {
+        let history = &self.history;
         let out = cx.out_dir().to_path_buf();
         let p = self.runner.p;
         self.runner
@@ -642,6 +579,51 @@ impl<'p> Trainer<'p> {
             serde_json::to_vec_pretty(&final_losses)?,
         )?;
         Ok(())
+    }
+}
+
+impl TrainingTask for Trainer<'_> {
+    fn step(
+        &mut self,
+        step: u64,
+        batch: &vaepipe_facedata::FaceBatch,
+        save: bool,
+    ) -> Result<StepRecord> {
+        let p = self.runner.p;
+        let lr = p.learning_rate(step);
+        let originals = common::batch_tensor(batch, self.runner.device);
+        let losses = self.runner.step(&originals, lr, save)?;
+        if !losses.total.is_finite() || !losses.rec.is_finite() || !losses.kl.is_finite() {
+            bail!(
+                "loss became {} at step {step} (rec {}, kl {}); the last good checkpoint is kept — lower `initial_learning_rate` or check the data",
+                losses.total,
+                losses.rec,
+                losses.kl
+            );
+        }
+        self.history.push(losses.total, losses.rec, losses.kl, lr);
+        self.pending_grid = losses.reconstructed;
+        let metrics = serde_json::json!({
+            "total_loss": losses.total, "reconstruction_loss": losses.rec,
+            "kl_loss": losses.kl, "learning_rate": lr,
+        });
+        Ok(StepRecord {
+            metrics: metrics.as_object().cloned().unwrap_or_default(),
+            message: format!(
+                "rec {:.4e}  kl {:.3}  total {:.4e}",
+                losses.rec, losses.kl, losses.total
+            ),
+        })
+    }
+
+    fn save(&mut self, step: u64) -> Result<()> {
+        if let Some(reconstructed) = self.pending_grid.take() {
+            self.save_grid(step, &reconstructed)?;
+        }
+        if step > 0 {
+            self.history.write_h5(&self.work.join("logs.h5"))?;
+        }
+        self.checkpoint(step)
     }
 }
 

@@ -3,3 +3,4 @@
 
 pub mod adam;
 pub mod checkpoint;
+pub mod driver;
