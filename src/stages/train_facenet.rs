@@ -133,8 +133,12 @@ impl TrainFacenetParams {
     /// lr = init · factor^floor((step − 1) / decay_steps), TF's staircase decay with its
     /// pre-increment global step (as `train-vae`).
     pub fn learning_rate_at(&self, step: u64) -> f64 {
-        let decays = (step.saturating_sub(1) / self.learning_rate_decay_steps.max(1)) as i32;
-        self.learning_rate * self.learning_rate_decay_factor.powi(decays)
+        crate::train::staircase_learning_rate(
+            self.learning_rate,
+            self.learning_rate_decay_steps,
+            self.learning_rate_decay_factor,
+            step,
+        )
     }
 }
 

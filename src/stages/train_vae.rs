@@ -114,8 +114,12 @@ impl Default for TrainVaeParams {
 impl TrainVaeParams {
     /// lr = init · factor^floor(step / decay_steps), with TF's pre-increment global step.
     pub fn learning_rate(&self, step: u64) -> f64 {
-        let decays = (step.saturating_sub(1) / self.learning_rate_decay_steps.max(1)) as i32;
-        self.initial_learning_rate * self.learning_rate_decay_factor.powi(decays)
+        crate::train::staircase_learning_rate(
+            self.initial_learning_rate,
+            self.learning_rate_decay_steps,
+            self.learning_rate_decay_factor,
+            step,
+        )
     }
 }
 

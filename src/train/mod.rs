@@ -4,3 +4,10 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod driver;
+
+/// TF's `exponential_decay(..., staircase=True)` evaluated with the pre-increment global step,
+/// as both trainers' originals do: lr = initial · factor^floor((step − 1) / decay_steps).
+pub fn staircase_learning_rate(initial: f64, decay_steps: u64, factor: f64, step: u64) -> f64 {
+    let decays = (step.saturating_sub(1) / decay_steps.max(1)) as i32;
+    initial * factor.powi(decays)
+}

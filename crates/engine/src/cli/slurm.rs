@@ -396,18 +396,29 @@ pub(super) fn submit(
     )
 }
 
-/// `vaepipe status FILE`: each stage's state and job; a failed job's log tail.
-pub(super) fn status(
-    args: StatusArgs,
+/// What `status` and `cancel` both start from: the experiment, the cache, its planned stages,
+/// and the job records of earlier `--executor slurm` runs.
+fn stages_and_jobs(
+    args: &StatusArgs,
     global: &GlobalArgs,
     registry: &Registry,
-) -> Result<(), CliError> {
+) -> Result<(Sweep, CacheStore, Plan, jobs::JobsFile), CliError> {
     let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let runs_dir = super::runs_dir(global);
     let plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &PlanOptions::default())?.plan;
     let records = jobs::read(store.root(), &sweep.base.name)
         .map_err(|e| CliError::Failed(format!("cannot read the job records: {e}")))?;
+    Ok((sweep, store, plan, records))
+}
+
+/// `vaepipe status FILE`: each stage's state and job; a failed job's log tail.
+pub(super) fn status(
+    args: StatusArgs,
+    global: &GlobalArgs,
+    registry: &Registry,
+) -> Result<(), CliError> {
+    let (_, store, plan, records) = stages_and_jobs(&args, global, registry)?;
     let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for ps in &plan.stages {
         let record = records.jobs.get(ps.key.as_str());
@@ -435,12 +446,7 @@ pub(super) fn cancel(
     global: &GlobalArgs,
     registry: &Registry,
 ) -> Result<(), CliError> {
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
-    let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
-    let runs_dir = super::runs_dir(global);
-    let plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &PlanOptions::default())?.plan;
-    let records = jobs::read(store.root(), &sweep.base.name)
-        .map_err(|e| CliError::Failed(format!("cannot read the job records: {e}")))?;
+    let (sweep, _, plan, records) = stages_and_jobs(&args, global, registry)?;
     let mut ids = Vec::new();
     for ps in &plan.stages {
         let Some(r) = records.jobs.get(ps.key.as_str()) else {
