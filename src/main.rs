@@ -35,9 +35,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     vaepipe_engine::cli::init_logging(&cli.global);
     match cli.command {
-        Command::Engine(cmd) => {
-            vaepipe_engine::cli::execute(cmd, &cli.global, &vaepipe::stages::registry())
-        }
+        Command::Engine(cmd) => vaepipe_engine::cli::execute(
+            cmd,
+            &cli.global,
+            &vaepipe::stages::registry(),
+            &vaepipe::stages::hooks(),
+        ),
         Command::Model(cmd) => vaepipe::cli::execute(cmd),
     }
 }

@@ -13,8 +13,7 @@ pub mod train_vae;
 
 use vaepipe_engine::registry::Registry;
 
-/// Every kind an experiment file can name, in pipeline order, plus the hooks through which
-/// `verify` looks inside tensors and a sweep gets its contact sheet and loss plot.
+/// Every kind an experiment file can name, in pipeline order.
 pub fn registry() -> Registry {
     Registry::new()
         .with::<synth_faces::SynthFaces>()
@@ -24,6 +23,12 @@ pub fn registry() -> Registry {
         .with::<encode::Encode>()
         .with::<attribute_vectors::AttributeVectorsStage>()
         .with::<render_attribute::RenderAttribute>()
-        .with_output_comparator(crate::formats::compare::describe_difference)
-        .with_sweep_hook(crate::formats::sweep_images::build)
+}
+
+/// The hooks through which `verify` looks inside tensors and a sweep gets its contact sheet and
+/// loss plot.
+pub fn hooks() -> vaepipe_engine::Hooks {
+    vaepipe_engine::Hooks::default()
+        .compare_outputs(crate::formats::compare::describe_difference)
+        .sweep_images(crate::formats::sweep_images::build)
 }

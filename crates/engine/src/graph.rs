@@ -1,16 +1,15 @@
 //! The stage graph: stages as nodes, `from` references between stages as edges (petgraph).
 //!
 //! Built from a resolved [`Experiment`], which is already known to be acyclic: cycles are found
-//! earlier, on the raw stages, by [`find_cycles`], so they can be reported as config errors with
-//! the span of the offending `from` reference. Also renders Graphviz dot for `vaepipe dag`.
+//! earlier, on the raw stages, by [`crate::config::cycles`], so they can be reported as config
+//! errors with the span of the offending `from` reference. Also renders Graphviz dot for
+//! `vaepipe dag`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Range;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
-use crate::config::raw::RawStage;
 use crate::config::{Experiment, UpstreamTarget};
 
 pub struct StageGraph {
@@ -160,65 +159,4 @@ fn quote(s: &str) -> String {
             .replace('"', "\\\"")
             .replace('\n', "\\n")
     )
-}
-
-/// A cycle among raw stages: the stage names around it, and the first `from` span that closes it.
-pub(crate) struct Cycle {
-    pub names: Vec<String>,
-    pub first_edge: (String, Range<usize>),
-}
-
-/// Cycles among stages' `from` references (one per strongly connected component), so they can be
-/// reported with spans before anything else is built.
-pub(crate) fn find_cycles(stages: &[RawStage<'_>]) -> Vec<Cycle> {
-    let mut graph = DiGraph::<usize, Range<usize>>::new();
-    let nodes: Vec<NodeIndex> = (0..stages.len()).map(|i| graph.add_node(i)).collect();
-    let index: HashMap<&str, usize> = stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    for (i, s) in stages.iter().enumerate() {
-        for f in &s.from {
-            let target = f.target.split('/').next().unwrap_or("");
-            if let Some(&j) = index.get(target) {
-                if j != i {
-                    graph.add_edge(nodes[j], nodes[i], f.target_span.clone());
-                }
-            }
-        }
-    }
-    let mut cycles = Vec::new();
-    for scc in petgraph::algo::tarjan_scc(&graph) {
-        if scc.len() < 2 {
-            continue;
-        }
-        let members: BTreeSet<usize> = scc.iter().map(|n| graph[*n]).collect();
-        // Walk the cycle from the first stage in file order, following edges inside the SCC.
-        let Some(&start) = members.first() else {
-            continue;
-        };
-        let mut names = vec![stages[start].name.clone()];
-        let mut current = start;
-        let mut first_edge = None;
-        for _ in 0..members.len() {
-            let next = graph
-                .edges_directed(nodes[current], Direction::Incoming)
-                .filter(|e| members.contains(&graph[petgraph::visit::EdgeRef::source(e)]))
-                .min_by_key(|e| e.weight().start);
-            let Some(edge) = next else { break };
-            if first_edge.is_none() {
-                first_edge = Some((stages[current].name.clone(), edge.weight().clone()));
-            }
-            current = graph[petgraph::visit::EdgeRef::source(&edge)];
-            names.push(stages[current].name.clone());
-            if current == start {
-                break;
-            }
-        }
-        if let Some(first_edge) = first_edge {
-            cycles.push(Cycle { names, first_edge });
-        }
-    }
-    cycles
 }

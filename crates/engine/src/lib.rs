@@ -3,7 +3,7 @@
 //! `plan`, `dag`, `gc`, `cache verify`, `kinds`, `lock`, `verify`).
 //!
 //! The engine knows nothing about torch, images or HDF5: stage kinds plug in through the
-//! [`Stage`] trait and a [`Registry`] built by the binary. Data flows
+//! [`Stage`] trait and a [`Registry`] built by the binary (its other plug-ins are [`Hooks`]). Data flows
 //! TOML → [`config::raw`] → [`config::resolve`] (`Experiment`) → [`graph::StageGraph`] →
 //! [`scheduler::plan`] (keys, freshness) → [`scheduler::execute`] (lock, run, commit, link).
 //! The cache-key rules are documented in one table at the top of [`cache::key`]. Sweeps expand in
@@ -12,6 +12,7 @@
 //! `verify`, with what is bitwise repeatable, in [`lock`]. Dirty stages run locally (threads in
 //! this process) or as Slurm jobs ([`executor`]).
 
+pub mod atomic_file;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -23,7 +24,7 @@ pub mod report;
 pub mod scheduler;
 pub mod stage;
 
-pub use cli::{execute, exit_code, init_logging, EngineCommand, GlobalArgs};
-pub use registry::{ErasedKind, Registry, ResolvedParams, SweepHook};
+pub use cli::{execute, exit_code, init_logging, EngineCommand, GlobalArgs, Hooks, SweepHook};
+pub use registry::{ErasedKind, Registry, ResolvedParams};
 pub use report::{SweepSummary, VariantSummary};
 pub use stage::{ParamIssue, Role, RunOptions, Stage, StageCx, StageParams};

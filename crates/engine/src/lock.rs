@@ -150,7 +150,7 @@ impl LockFile {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), LockError> {
-        crate::report::write_atomic(path, self.to_toml().as_bytes()).map_err(|source| {
+        crate::atomic_file::write_atomic(path, self.to_toml().as_bytes()).map_err(|source| {
             LockError::Write {
                 path: path.to_path_buf(),
                 source,
@@ -612,12 +612,7 @@ pub fn verify(
                     .collect();
             }
             Some(Outcome::Failed { error }) => v.error = Some(error.clone()),
-            Some(other) => {
-                v.error = Some(format!(
-                    "not recomputed ({})",
-                    crate::report::status_of(other)
-                ))
-            }
+            Some(other) => v.error = Some(format!("not recomputed ({})", other.status())),
             None => v.error = Some("not recomputed".into()),
         }
         out.push(v);

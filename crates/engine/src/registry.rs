@@ -117,24 +117,12 @@ impl<S: Stage> ErasedKind for KindAdapter<S> {
     }
 }
 
-/// Builds image outputs of a sweep outside the engine (contact sheets, all-variant loss plots):
-/// called after `sweep.json` is written, with the summary and `runs/<experiment>`; returns
-/// (caption, PNG path) pairs to embed in the sweep's `report.html`.
-pub type SweepHook = dyn Fn(
-        &crate::report::SweepSummary,
-        &std::path::Path,
-    ) -> anyhow::Result<Vec<(String, std::path::PathBuf)>>
-    + Send
-    + Sync;
-
 /// The stage kinds a binary knows, built once at startup:
-/// `Registry::new().with::<SynthFaces>().with::<TrainVae>()`, plus the binary's optional hooks
-/// (`with_output_comparator` for `verify`, `with_sweep_hook` for sweep images).
+/// `Registry::new().with::<SynthFaces>().with::<TrainVae>()`. Kinds only: the binary's other
+/// plug-ins (output comparison, sweep images) are [`crate::cli::Hooks`], given to the CLI.
 #[derive(Default)]
 pub struct Registry {
     kinds: Vec<Arc<dyn ErasedKind>>,
-    comparator: Option<Arc<crate::lock::OutputComparator>>,
-    sweep_hook: Option<Arc<SweepHook>>,
 }
 
 impl Registry {
@@ -148,42 +136,6 @@ impl Registry {
         self.kinds.retain(|k| k.kind() != S::KIND);
         self.kinds.push(Arc::new(KindAdapter::<S>(PhantomData)));
         self
-    }
-
-    /// Plugs a comparator into `verify`: for an output whose bytes differ from the lock it gets
-    /// (locked file, recomputed file) and may return a detail line (per-tensor max differences
-    /// for `.safetensors`/`.h5`), or `None` for formats it does not read.
-    #[must_use]
-    pub fn with_output_comparator(
-        mut self,
-        compare: impl Fn(&std::path::Path, &std::path::Path) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.comparator = Some(Arc::new(compare));
-        self
-    }
-
-    /// Plugs in what builds a sweep's images (see [`SweepHook`]).
-    #[must_use]
-    pub fn with_sweep_hook(
-        mut self,
-        hook: impl Fn(
-                &crate::report::SweepSummary,
-                &std::path::Path,
-            ) -> anyhow::Result<Vec<(String, std::path::PathBuf)>>
-            + Send
-            + Sync
-            + 'static,
-    ) -> Self {
-        self.sweep_hook = Some(Arc::new(hook));
-        self
-    }
-
-    pub fn output_comparator(&self) -> Option<&crate::lock::OutputComparator> {
-        self.comparator.as_deref()
-    }
-
-    pub fn sweep_hook(&self) -> Option<&SweepHook> {
-        self.sweep_hook.as_deref()
     }
 
     pub fn get(&self, kind: &str) -> Option<Arc<dyn ErasedKind>> {

@@ -421,6 +421,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The status word reports and locks show: `hit`, `ran`, `failed`, `skipped`, `cancelled`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Hit { .. } => "hit",
+            Outcome::Ran { .. } => "ran",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         matches!(self, Outcome::Hit { .. } | Outcome::Ran { .. })
     }
@@ -606,7 +617,8 @@ fn run_stage(
         store.lookup(&ps.key, on_wait)
     };
     let lock = match lookup {
-        Ok(Lookup::Hit(artifact)) => {
+        Ok(Lookup::Hit(artifact, _reading)) => {
+            // `_reading` (a shared lock) keeps `gc` off the entry until it is linked.
             if let Err(e) = link_all(store, ps, options) {
                 return failed(&e);
             }
@@ -625,6 +637,24 @@ fn run_stage(
         stage: ps.name.clone(),
         key: ps.key.clone(),
     });
+    // Shared locks on the upstream entries while the stage reads them, so `gc` cannot delete
+    // one meanwhile; each is checked again under its lock.
+    let mut _reading_upstream = Vec::new();
+    for up in ps.upstream.values() {
+        match store.read_lock(&up.key) {
+            Ok(guard) => _reading_upstream.push(guard),
+            Err(e) => return failed(&e),
+        }
+        if store.get(&up.key).is_none() {
+            return Outcome::Failed {
+                error: format!(
+                    "the entry of upstream stage `{}` (key {}…) is gone or damaged; rerun to recompute it",
+                    up.stage,
+                    up.key.short()
+                ),
+            };
+        }
+    }
     let pending = match store.begin(lock) {
         Ok(p) => p,
         Err(e) => return failed(&e),

@@ -43,7 +43,12 @@ fn main() -> ExitCode {
         .with::<Fail>()
         .with::<Count>();
     match cli.command {
-        Command::Engine(cmd) => vaepipe_engine::execute(cmd, &cli.global, &registry),
+        Command::Engine(cmd) => vaepipe_engine::execute(
+            cmd,
+            &cli.global,
+            &registry,
+            &vaepipe_engine::Hooks::default(),
+        ),
     }
 }
 

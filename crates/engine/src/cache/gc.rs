@@ -1,30 +1,220 @@
 //! Cache maintenance: `gc` (delete what no `runs/` link points at) and `verify` (re-hash entries
 //! and name the tampered or truncated ones).
 //!
-//! `gc`'s roots are the files in `<cache>/roots/`, each holding the absolute path of a
-//! `runs/<experiment>/<stage>` link written by a run; a root whose link is gone or points
-//! elsewhere is dropped. Entries are deleted only while their per-key lock can be taken, so an
-//! entry being (re)computed is never pulled from under a run. Partial dirs of keys that are not
-//! committed are kept (they are resumable work); temp dirs of finished or dead runs are removed.
+//! `gc`'s roots are the files in `<cache>/roots/`, one per `runs/<experiment>/<stage>` link a run
+//! made ([`RootRecord`]: the link's absolute path, its path from the cache root, and the key it
+//! was made for). A root is dropped only when its link is *known* to be gone: its directory
+//! can be read and the link is absent (or no longer points into this cache). A link that
+//! cannot be checked (a directory that is unreadable, such as another user's `runs/`, or one
+//! that no longer exists, such as a moved project's old path) keeps its root and its recorded
+//! key. The links under `--runs-dir` are roots too, whatever `roots/` says. An entry nothing
+//! links is deleted only once it is older than the grace age (`gc --older-than`, default
+//! [`DEFAULT_GRACE`]), and only while its per-key lock can be taken, so an entry being
+//! computed, linked or read is never pulled from under a run. Partial dirs of keys that are
+//! not committed are kept (they are resumable work); temp dirs of finished or dead runs are
+//! removed.
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::key::StageKey;
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::store::{dir_size, hash_outputs, CacheStore, StoreError};
+use super::store::{dir_size, hash_outputs, remove_tree, CacheStore, StoreError};
+
+/// How old an unlinked entry must be before `gc` deletes it, unless `--older-than` says.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// What `gc` does.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Print, delete nothing (roots included).
+    pub dry_run: bool,
+    /// Unlinked entries younger than this are kept.
+    pub older_than: Duration,
+    /// `runs/` directories whose links keep entries (scanned directly, besides `roots/`).
+    pub runs_dirs: Vec<PathBuf>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            older_than: DEFAULT_GRACE,
+            runs_dirs: Vec::new(),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct GcReport {
     /// What was (or, in a dry run, would be) deleted, with its size in bytes.
     pub removed: Vec<(PathBuf, u64)>,
     pub kept_entries: usize,
+    /// Unlinked entries kept because they are younger than the grace age.
+    pub kept_young: usize,
+    /// Roots whose link could not be checked, kept with their recorded key.
+    pub unverified_roots: Vec<PathBuf>,
     pub bytes_freed: u64,
     pub dry_run: bool,
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+/// One file in `<cache>/roots/`: the link a run made. Lines: the link's absolute path, then
+/// `from-cache <path>` (the link relative to the cache root, which still finds it after the
+/// project moved with its cache) and `key <key>`. Files from before those lines hold only the
+/// path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootRecord {
+    pub link: PathBuf,
+    pub from_cache: Option<PathBuf>,
+    pub key: Option<StageKey>,
+}
+
+impl RootRecord {
+    pub fn to_text(&self) -> String {
+        let mut text = format!("{}\n", self.link.display());
+        if let Some(rel) = &self.from_cache {
+            text.push_str(&format!("from-cache {}\n", rel.display()));
+        }
+        if let Some(key) = &self.key {
+            text.push_str(&format!("key {key}\n"));
+        }
+        text
+    }
+
+    pub fn parse(text: &str) -> Option<RootRecord> {
+        let mut lines = text.lines();
+        let link = PathBuf::from(lines.next().filter(|l| !l.is_empty())?);
+        let mut record = RootRecord {
+            link,
+            from_cache: None,
+            key: None,
+        };
+        for line in lines {
+            if let Some(rel) = line.strip_prefix("from-cache ") {
+                record.from_cache = Some(PathBuf::from(rel));
+            } else if let Some(key) = line.strip_prefix("key ") {
+                record.key = StageKey::parse(key);
+            }
+        }
+        Some(record)
+    }
+}
+
+/// What a link path says about the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LinkState {
+    /// A link into this cache's entries.
+    Points(StageKey),
+    /// Known gone: its directory is readable and the link is absent or points elsewhere.
+    Gone,
+    /// Cannot tell: its directory is unreadable or does not exist.
+    Unknown,
+}
+
+fn link_state(store: &CacheStore, link: &Path) -> LinkState {
+    if let Some(key) = store.linked_key(link) {
+        return LinkState::Points(key);
+    }
+    let Some(parent) = link.parent() else {
+        return LinkState::Unknown;
+    };
+    if fs::read_dir(parent).is_err() {
+        return LinkState::Unknown;
+    }
+    match fs::symlink_metadata(link) {
+        // Absent, or something that is not a link into this cache.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => LinkState::Gone,
+        Err(_) => LinkState::Unknown,
+        Ok(meta) if !meta.file_type().is_symlink() => LinkState::Gone,
+        // A link whose target cannot be resolved right now (a cache on an unmounted disk) is not
+        // known to point elsewhere.
+        Ok(_) => match fs::read_link(link)
+            .ok()
+            .and_then(|t| fs::canonicalize(parent.join(t)).ok())
+        {
+            Some(_) => LinkState::Gone,
+            None => LinkState::Unknown,
+        },
+    }
+}
+
+/// The links a `gc` keeps and the roots it could not check.
+#[derive(Debug, Default)]
+pub struct LiveSet {
+    pub keys: BTreeSet<StageKey>,
+    pub unverified: Vec<PathBuf>,
+}
+
+/// Keys that some `runs/` link points at (or may point at: see the module docs); drops the
+/// roots whose link is known gone (unless `dry_run`).
+pub fn live_keys(
+    store: &CacheStore,
+    runs_dirs: &[PathBuf],
+    dry_run: bool,
+) -> Result<LiveSet, StoreError> {
+    let roots = store.root().join("roots");
+    let mut live = LiveSet::default();
+    for entry in fs::read_dir(&roots).map_err(io("read", &roots))? {
+        let entry = entry.map_err(io("read", &roots))?;
+        let Some(record) = fs::read_to_string(entry.path())
+            .ok()
+            .and_then(|t| RootRecord::parse(&t))
+        else {
+            continue; // unreadable or empty: not ours to judge, and nothing to keep
+        };
+        let mut candidates = vec![record.link.clone()];
+        if let Some(rel) = &record.from_cache {
+            candidates.push(store.root().join(rel));
+        }
+        let states: Vec<LinkState> = candidates.iter().map(|l| link_state(store, l)).collect();
+        let pointed: Vec<StageKey> = states
+            .iter()
+            .filter_map(|s| match s {
+                LinkState::Points(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        if !pointed.is_empty() {
+            live.keys.extend(pointed);
+        } else if states.iter().all(|s| *s == LinkState::Gone) {
+            if !dry_run {
+                let _ = fs::remove_file(entry.path());
+            }
+        } else {
+            live.keys.extend(record.key.clone());
+            live.unverified.push(record.link.clone());
+        }
+    }
+    for dir in runs_dirs {
+        scan_links(store, dir, 0, &mut live.keys);
+    }
+    Ok(live)
+}
+
+/// Every link under `dir` (not following links, a few levels deep: `<exp>/<variant>/<stage>`)
+/// that points into the cache.
+fn scan_links(store: &CacheStore, dir: &Path, depth: usize, keys: &mut BTreeSet<StageKey>) {
+    const MAX_DEPTH: usize = 6;
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            keys.extend(store.linked_key(&path));
+        } else if meta.is_dir() && depth < MAX_DEPTH {
+            scan_links(store, &path, depth + 1, keys);
+        }
+    }
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         what,
         path: path.to_path_buf(),
@@ -32,32 +222,26 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// Keys that some `runs/` link points at; drops stale roots (unless `dry_run`).
-pub fn live_keys(store: &CacheStore, dry_run: bool) -> Result<BTreeSet<StageKey>, StoreError> {
-    let roots = store.root().join("roots");
-    let mut live = BTreeSet::new();
-    for entry in fs::read_dir(&roots).map_err(io("read", &roots))? {
-        let entry = entry.map_err(io("read", &roots))?;
-        let link = fs::read_to_string(entry.path()).map(PathBuf::from).ok();
-        match link.and_then(|l| store.linked_key(&l)) {
-            Some(key) => {
-                live.insert(key);
-            }
-            None if !dry_run => {
-                let _ = fs::remove_file(entry.path());
-            }
-            None => {}
-        }
+/// An entry's age: since its manifest was written (its directory's mtime when it has none).
+fn entry_age(dir: &Path) -> Duration {
+    let modified = fs::symlink_metadata(dir.join(MANIFEST_FILE))
+        .or_else(|_| fs::symlink_metadata(dir))
+        .and_then(|m| m.modified());
+    match modified {
+        Ok(t) => SystemTime::now().duration_since(t).unwrap_or_default(),
+        Err(_) => Duration::MAX,
     }
-    Ok(live)
 }
 
-pub fn gc(store: &CacheStore, dry_run: bool) -> Result<GcReport, StoreError> {
-    let live = live_keys(store, dry_run)?;
+pub fn gc(store: &CacheStore, options: &GcOptions) -> Result<GcReport, StoreError> {
+    let dry_run = options.dry_run;
+    let live = live_keys(store, &options.runs_dirs, dry_run)?;
     let mut report = GcReport {
         dry_run,
+        unverified_roots: live.unverified.clone(),
         ..GcReport::default()
     };
+    let live = live.keys;
     let mut kept_digests = BTreeSet::new();
     let entries = store.entries_dir();
     for entry in fs::read_dir(&entries).map_err(io("read", &entries))? {
@@ -69,6 +253,13 @@ pub fn gc(store: &CacheStore, dry_run: bool) -> Result<GcReport, StoreError> {
                 kept_digests.extend(m.preimage.inputs.values().map(|i| i.digest.clone()));
             }
             report.kept_entries += 1;
+            continue;
+        }
+        if entry_age(&path) < options.older_than {
+            report.kept_young += 1;
+            if let Some(m) = key.as_ref().and_then(|k| Manifest::read(&path, Some(k))) {
+                kept_digests.extend(m.preimage.inputs.values().map(|i| i.digest.clone()));
+            }
             continue;
         }
         let _guard = match &key {
@@ -124,12 +315,7 @@ pub fn gc(store: &CacheStore, dry_run: bool) -> Result<GcReport, StoreError> {
 fn remove(path: &Path, dry_run: bool, report: &mut GcReport) -> Result<(), StoreError> {
     let size = dir_size(path);
     if !dry_run {
-        let meta = fs::symlink_metadata(path).map_err(io("read", path))?;
-        if meta.is_dir() {
-            fs::remove_dir_all(path).map_err(io("delete", path))?;
-        } else {
-            fs::remove_file(path).map_err(io("delete", path))?;
-        }
+        remove_tree(path).map_err(io("delete", path))?;
     }
     report.bytes_freed += size;
     report.removed.push((path.to_path_buf(), size));
@@ -150,7 +336,38 @@ pub struct VerifyReport {
     pub damaged: Vec<VerifyProblem>,
 }
 
-/// Re-hashes every committed entry's files against its manifest.
+/// The symlinks inside an entry, as problems: a stage writes plain files, so a link was put
+/// there afterwards (and would make a hit read whatever it points at).
+fn symlinks_inside(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(listing) = fs::read_dir(&d) else {
+            found.push(format!(
+                "`{}` cannot be read",
+                d.strip_prefix(dir).unwrap_or(&d).display()
+            ));
+            continue;
+        };
+        for entry in listing.flatten() {
+            let path = entry.path();
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => found.push(format!(
+                    "`{}` is a symlink (to `{}`)",
+                    path.strip_prefix(dir).unwrap_or(&path).display(),
+                    fs::read_link(&path).unwrap_or_default().display()
+                )),
+                Ok(m) if m.is_dir() => stack.push(path),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Re-hashes every committed entry's files against its manifest; reports every damaged entry
+/// (an unreadable one does not stop the others).
 pub fn verify(store: &CacheStore) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
     let entries = store.entries_dir();
@@ -187,8 +404,20 @@ pub fn verify(store: &CacheStore) -> Result<VerifyReport, StoreError> {
             });
             continue;
         };
-        let mut problems = Vec::new();
-        let actual = hash_outputs(&dir)?;
+        let mut problems = symlinks_inside(&dir);
+        let actual = match hash_outputs(&dir) {
+            Ok(a) => a,
+            Err(e) => {
+                // One unreadable entry does not stop the check of the others.
+                problems.push(format!("cannot be read: {e}"));
+                report.damaged.push(VerifyProblem {
+                    key: name,
+                    stage: Some(manifest.stage.clone()),
+                    problems,
+                });
+                continue;
+            }
+        };
         let actual: Vec<_> = actual
             .into_iter()
             .filter(|f| f.path != MANIFEST_FILE)

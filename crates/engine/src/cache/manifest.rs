@@ -70,6 +70,10 @@ pub struct OutputFile {
     pub path: String,
     pub size: u64,
     pub blake3: String,
+    /// The file's mtime when committed (ns since the Unix epoch); a hit compares it. Absent in
+    /// entries committed before it was recorded. Never part of a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<u64>,
 }
 
 impl Manifest {

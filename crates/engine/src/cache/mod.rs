@@ -9,7 +9,7 @@ pub mod manifest;
 pub mod store;
 
 pub use dirty::DirtyReason;
-pub use fingerprint::{InputFingerprint, ListingDiff};
+pub use fingerprint::{FingerprintMode, InputFingerprint, ListingDiff};
 pub use key::{KeyPreimage, StageKey};
 pub use manifest::Manifest;
 pub use store::{Artifact, CacheStore, EntryLock, Lookup, PendingEntry, StoreError};

@@ -5,6 +5,24 @@
 //! renaming the finished temp dir, manifest written and fsynced last. Locks are `flock`s on
 //! per-key files, so the kernel releases the lock of a killed process: a stale lock never blocks.
 //! This module knows nothing about stages or scheduling.
+//!
+//! A committed entry is read-only (files `r--`, directories `r-x`), and its manifest records
+//! each output's size and mtime: [`CacheStore::get`] compares them on every hit (a `stat` per
+//! file, no hashing), so an entry edited through a `runs/` link is recomputed, never served.
+//! Readers take a shared `flock` on the key's lock file ([`EntryReadLock`]) while they use an
+//! entry; `gc` deletes only under the exclusive lock, so it never pulls an entry from under a
+//! run.
+//!
+//! # Sharing a cache between users
+//!
+//! Several users may point `--cache-dir` at one directory (a group-writable directory with the
+//! setgid bit, and a umask of `002` for everyone); locks are `flock`s, so runs by different
+//! users never compute a key twice at once. What this does not give: protection between the
+//! users. Any member can write the cache's files, so any member can forge an entry (a manifest
+//! re-hashes to its key, but nothing signs its outputs); a umask of `022` leaves entries, lock
+//! files and `roots/` that the others cannot use (their runs then fail with a permission error
+//! naming the file). `gc` keeps every entry whose link it cannot check (another user's
+//! unreadable `runs/`). Share a cache only with people whose results you would trust anyway.
 
 use std::fs;
 use std::io::{self, Write};
@@ -33,6 +51,8 @@ pub enum StoreError {
     },
     #[error("`{}` is not a vaepipe cache (it has no {CACHEDIR_TAG}); refusing to touch it", .0.display())]
     NotACache(PathBuf),
+    #[error("`{}` is not empty and is not a vaepipe cache (it has no {CACHEDIR_TAG}); refusing to make it one\n  help: give `--cache-dir` (or `[experiment] cache`) a new or empty directory", .0.display())]
+    NotEmpty(PathBuf),
     #[error("`{}` exists and is not a link made by vaepipe; move it away so the run's output can be linked there", .0.display())]
     LinkBlocked(PathBuf),
     #[error("the stage wrote `{MANIFEST_FILE}` at the top of its output, a name the cache reserves for itself")]
@@ -61,7 +81,8 @@ pub struct Artifact {
 }
 
 pub enum Lookup {
-    Hit(Box<Artifact>),
+    /// The entry, and the shared lock that keeps it while the caller uses it.
+    Hit(Box<Artifact>, EntryReadLock),
     Miss(EntryLock),
 }
 
@@ -69,6 +90,13 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct EntryLock {
     key: StageKey,
+    _file: fs::File,
+}
+
+/// A shared lock on `key`'s entry, held while a run links or reads it (a hit, an upstream
+/// read): `gc`, which deletes only under the exclusive lock, leaves the entry alone meanwhile.
+#[derive(Debug)]
+pub struct EntryReadLock {
     _file: fs::File,
 }
 
@@ -102,12 +130,18 @@ impl Drop for PendingEntry {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl CacheStore {
-    /// Opens a cache, creating it (with `CACHEDIR.TAG`) if needed.
+    /// Opens a cache, creating it (with `CACHEDIR.TAG`) if needed. A directory that exists,
+    /// holds something and has no tag is refused ([`StoreError::NotEmpty`]): tagging it would
+    /// let `gc` delete files that were never the cache's.
     pub fn open(root: &Path) -> Result<CacheStore, StoreError> {
         fs::create_dir_all(root).map_err(io_err("create the cache directory", root))?;
         let root = fs::canonicalize(root).map_err(io_err("resolve the cache directory", root))?;
         let tag = root.join(CACHEDIR_TAG);
         if !tag.exists() {
+            let mut listing = fs::read_dir(&root).map_err(io_err("read", &root))?;
+            if listing.next().is_some() {
+                return Err(StoreError::NotEmpty(root));
+            }
             fs::write(&tag, TAG_TEXT).map_err(io_err("write", &tag))?;
         }
         for sub in [
@@ -153,39 +187,91 @@ impl CacheStore {
         self.root.join("locks").join(format!("{key}.lock"))
     }
 
-    /// The committed entry for `key`, if there is a valid one.
+    /// The committed entry for `key`, if there is a valid and untouched one: its manifest is
+    /// valid and every output still has the size and mtime the manifest recorded (see
+    /// [`CacheStore::damage`]). A damaged entry is logged and treated as missing, so it is
+    /// recomputed.
     pub fn get(&self, key: &StageKey) -> Option<Artifact> {
         let dir = self.entry_dir(key);
-        Manifest::read(&dir, Some(key)).map(|manifest| Artifact {
+        let manifest = Manifest::read(&dir, Some(key))?;
+        if let Some(problem) = damage(&dir, &manifest) {
+            tracing::warn!(
+                "cache entry {}… (stage `{}`) was changed after it was committed ({problem}); it is not used",
+                key.short(),
+                manifest.stage
+            );
+            return None;
+        }
+        Some(Artifact {
             key: key.clone(),
             dir,
             manifest,
         })
     }
 
-    /// A hit, or the lock to compute a miss. `on_wait` is called (once) before blocking on a lock
+    /// A hit (with the shared lock that keeps the entry while the caller uses it), or the
+    /// exclusive lock to compute a miss. `on_wait` is called (once) before blocking on a lock
     /// another process holds; after acquiring it, the entry is checked again, since the holder
     /// has usually just committed it.
     pub fn lookup(&self, key: &StageKey, on_wait: impl FnOnce()) -> Result<Lookup, StoreError> {
-        if let Some(a) = self.get(key) {
-            return Ok(Lookup::Hit(Box::new(a)));
+        if let Some(reader) = self.try_read_lock(key)? {
+            if let Some(a) = self.get(key) {
+                return Ok(Lookup::Hit(Box::new(a), reader));
+            }
         }
         let lock = self.lock(key, on_wait)?;
         match self.get(key) {
-            Some(a) => Ok(Lookup::Hit(Box::new(a))),
+            Some(_) => {
+                drop(lock);
+                let reader = self.read_lock(key)?;
+                // `gc` may have taken the entry between the two locks.
+                match self.get(key) {
+                    Some(a) => Ok(Lookup::Hit(Box::new(a), reader)),
+                    None => {
+                        drop(reader);
+                        self.lookup_miss(key)
+                    }
+                }
+            }
             None => Ok(Lookup::Miss(lock)),
+        }
+    }
+
+    fn lookup_miss(&self, key: &StageKey) -> Result<Lookup, StoreError> {
+        Ok(Lookup::Miss(self.lock(key, || {})?))
+    }
+
+    fn lock_file(&self, key: &StageKey) -> Result<fs::File, StoreError> {
+        let path = self.lock_path(key);
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open lock file", &path))
+    }
+
+    /// The shared lock on `key`'s entry (waits while a writer or `gc` holds the exclusive one).
+    pub fn read_lock(&self, key: &StageKey) -> Result<EntryReadLock, StoreError> {
+        let file = self.lock_file(key)?;
+        file.lock_shared()
+            .map_err(io_err("lock", &self.lock_path(key)))?;
+        Ok(EntryReadLock { _file: file })
+    }
+
+    fn try_read_lock(&self, key: &StageKey) -> Result<Option<EntryReadLock>, StoreError> {
+        let file = self.lock_file(key)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(EntryReadLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &self.lock_path(key))(e)),
         }
     }
 
     /// Takes the per-key lock, calling `on_wait` first if someone else holds it.
     pub fn lock(&self, key: &StageKey, on_wait: impl FnOnce()) -> Result<EntryLock, StoreError> {
         let path = self.lock_path(key);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open lock file", &path))?;
+        let file = self.lock_file(key)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -203,12 +289,7 @@ impl CacheStore {
     /// Like `lock`, but gives up instead of waiting (for `gc`).
     pub(crate) fn try_lock(&self, key: &StageKey) -> Result<Option<EntryLock>, StoreError> {
         let path = self.lock_path(key);
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open lock file", &path))?;
+        let file = self.lock_file(key)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(EntryLock {
                 key: key.clone(),
@@ -250,6 +331,13 @@ impl CacheStore {
             return Err(StoreError::ReservedName);
         }
         manifest.outputs = hash_outputs(&tmp)?;
+        // Read-only before the mtimes are taken (a chmod changes ctime, not mtime); the entry's
+        // own directory last, after its rename (moving a directory needs it writable).
+        set_read_only_below(&tmp).map_err(io_err("make read-only", &tmp))?;
+        for out in &mut manifest.outputs {
+            let file = tmp.join(&out.path);
+            out.mtime_ns = Some(mtime_ns(&file).map_err(io_err("read", &file))?);
+        }
         let path = tmp.join(MANIFEST_FILE);
         let text = serde_json::to_string_pretty(&manifest).map_err(|e| StoreError::Io {
             what: "encode",
@@ -270,14 +358,17 @@ impl CacheStore {
                 .root
                 .join("tmp")
                 .join(format!("{key}.old.{}", std::process::id()));
-            let _ = fs::remove_dir_all(&aside);
+            let _ = remove_tree(&aside);
+            make_writable(&dest).map_err(io_err("move aside the old entry", &dest))?;
             fs::rename(&dest, &aside).map_err(io_err("move aside the old entry", &dest))?;
             replaced = Some(aside);
         }
+        set_read_only_file(&path).map_err(io_err("make read-only", &path))?;
         fs::rename(&tmp, &dest).map_err(io_err("commit the entry", &dest))?;
+        set_read_only_dir(&dest).map_err(io_err("make read-only", &dest))?;
         sync_dir(&self.entries_dir());
         if let Some(old) = replaced {
-            let _ = fs::remove_dir_all(old);
+            let _ = remove_tree(&old);
         }
         let _ = fs::remove_dir_all(&pending.partial_dir);
         Ok(Artifact {
@@ -296,13 +387,8 @@ impl CacheStore {
         if path.exists() {
             return Ok(());
         }
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp =
-            self.root
-                .join("tmp")
-                .join(format!("{}.{}.{n}.tsv", fp.digest, std::process::id()));
-        fs::write(&tmp, fingerprint::listing_text(&fp.files)).map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &path).map_err(io_err("write", &path))
+        crate::atomic_file::write_atomic(&path, fingerprint::listing_text(&fp.files).as_bytes())
+            .map_err(io_err("write", &path))
     }
 
     pub fn load_listing(&self, digest: &str) -> Option<Vec<FileRecord>> {
@@ -356,7 +442,12 @@ impl CacheStore {
 
         let id = blake3::hash(link.to_string_lossy().as_bytes()).to_hex();
         let root_file = self.root.join("roots").join(&id.as_str()[..32]);
-        fs::write(&root_file, link.to_string_lossy().as_bytes())
+        let record = super::gc::RootRecord {
+            link: link.clone(),
+            from_cache: Some(relative_path(&self.root, &link)),
+            key: Some(key.clone()),
+        };
+        crate::atomic_file::write_atomic(&root_file, record.to_text().as_bytes())
             .map_err(io_err("write", &root_file))?;
         Ok(link)
     }
@@ -388,6 +479,7 @@ pub(crate) fn hash_outputs(dir: &Path) -> Result<Vec<OutputFile>, StoreError> {
                 path: rel,
                 size,
                 blake3,
+                mtime_ns: None,
             })
         })
         .collect()
@@ -403,7 +495,11 @@ pub(crate) fn list_files(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result
             format!("{rel}/{name}")
         };
         let path = entry.path();
-        if fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
+        // Never through a symlink: a link to a parent would recurse forever.
+        if fs::symlink_metadata(&path)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
             list_files(&path, &child, out)?;
         } else {
             out.push(child);
@@ -423,6 +519,130 @@ pub(crate) fn dir_size(path: &Path) -> u64 {
     fs::read_dir(path)
         .map(|it| it.filter_map(Result::ok).map(|e| dir_size(&e.path())).sum())
         .unwrap_or(0)
+}
+
+/// Why a committed entry can no longer be served, or `None`: an output that is missing, not a
+/// plain file (a symlink), or whose size or mtime differs from the manifest. One `stat` per
+/// output; `cache verify` re-hashes for the full check.
+pub fn damage(dir: &Path, manifest: &Manifest) -> Option<String> {
+    for out in &manifest.outputs {
+        let path = dir.join(&out.path);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(_) => return Some(format!("`{}` is missing", out.path)),
+        };
+        if !meta.file_type().is_file() {
+            return Some(format!("`{}` is no longer a plain file", out.path));
+        }
+        if meta.len() != out.size {
+            return Some(format!(
+                "`{}` has {} bytes, not {}",
+                out.path,
+                meta.len(),
+                out.size
+            ));
+        }
+        if let Some(want) = out.mtime_ns {
+            if mtime_ns(&path).ok() != Some(want) {
+                return Some(format!("`{}` was modified", out.path));
+            }
+        }
+    }
+    None
+}
+
+/// A file's mtime in nanoseconds since the Unix epoch.
+pub(crate) fn mtime_ns(path: &Path) -> io::Result<u64> {
+    let modified = fs::symlink_metadata(path)?.modified()?;
+    let since = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    let mut perms = fs::metadata(path)?.permissions();
+    perms.set_readonly(mode & 0o200 == 0);
+    fs::set_permissions(path, perms)
+}
+
+/// The permission bits of `path` without write bits (keeps group/other read as they were).
+fn read_only_mode(path: &Path) -> io::Result<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        Ok(fs::symlink_metadata(path)?.permissions().mode() & 0o7555)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(0o555)
+    }
+}
+
+fn set_read_only_file(path: &Path) -> io::Result<()> {
+    set_mode(path, read_only_mode(path)?)
+}
+
+fn set_read_only_dir(path: &Path) -> io::Result<()> {
+    set_mode(path, read_only_mode(path)? | 0o100)
+}
+
+/// Everything under `dir` read-only (files, then each directory after its contents); `dir`
+/// itself stays as it is. Symlinks are left alone (their mode means nothing).
+fn set_read_only_below(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            set_read_only_below(&path)?;
+            set_read_only_dir(&path)?;
+        } else if meta.is_file() {
+            set_read_only_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives the owner write permission on `dir` and every directory below it, so its contents can
+/// be removed (a committed entry is read-only).
+pub(crate) fn make_writable(dir: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        set_mode(dir, meta.permissions().mode() | 0o700)?;
+    }
+    #[cfg(not(unix))]
+    set_mode(dir, 0o755)?;
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if fs::symlink_metadata(&path)?.is_dir() {
+            make_writable(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file or a directory tree, read-only entries included.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        make_writable(path)?;
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
 }
 
 fn sync_dir(dir: &Path) {
@@ -518,7 +738,10 @@ mod tests {
         assert_eq!(artifact.manifest.outputs.len(), 1);
         assert_eq!(artifact.manifest.outputs[0].size, 5);
         assert!(!partial.exists(), "partial dir is removed once committed");
-        assert!(matches!(store.lookup(&key, || {}).unwrap(), Lookup::Hit(_)));
+        assert!(matches!(
+            store.lookup(&key, || {}).unwrap(),
+            Lookup::Hit(..)
+        ));
     }
 
     #[test]

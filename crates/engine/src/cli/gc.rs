@@ -1,4 +1,5 @@
-//! `vaepipe gc [--dry-run]` and `vaepipe cache verify`: cache maintenance verbs.
+//! `vaepipe gc [--dry-run] [--older-than AGE]` and `vaepipe cache verify`: cache maintenance
+//! verbs. What `gc` keeps is explained in [`crate::cache::gc`].
 
 use clap::Args;
 
@@ -11,12 +12,32 @@ pub struct GcArgs {
     /// Print what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Delete unlinked entries only once they are this old: `30m`, `2h`, `7d`, `0s`.
+    #[arg(long, value_name = "AGE", default_value = "1d", value_parser = parse_age)]
+    pub older_than: std::time::Duration,
+}
+
+/// A humane duration (`2h`, `7d`, `1h 30m`, `0s`).
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}; write an age like `30m`, `2h` or `7d`"))
 }
 
 pub fn gc(args: GcArgs, global: &GlobalArgs) -> Result<(), CliError> {
     let dir = super::cache_dir(global, None);
     let store = CacheStore::open_existing(&dir)?;
-    let report = gc::gc(&store, args.dry_run)?;
+    let options = gc::GcOptions {
+        dry_run: args.dry_run,
+        older_than: args.older_than,
+        runs_dirs: vec![super::runs_dir(global)],
+    };
+    let report = gc::gc(&store, &options)?;
+    for link in &report.unverified_roots {
+        println!(
+            "kept the entry of `{}`: its directory cannot be read, so the link may still exist",
+            link.display()
+        );
+    }
     let verb = if args.dry_run {
         "would delete"
     } else {
@@ -25,6 +46,14 @@ pub fn gc(args: GcArgs, global: &GlobalArgs) -> Result<(), CliError> {
     for (path, size) in &report.removed {
         let shown = path.strip_prefix(store.root()).unwrap_or(path);
         println!("{verb} {} ({})", shown.display(), human_bytes(*size));
+    }
+    if report.kept_young > 0 {
+        println!(
+            "kept {} unlinked entr{} younger than {} (`--older-than`)",
+            report.kept_young,
+            if report.kept_young == 1 { "y" } else { "ies" },
+            humantime::format_duration(args.older_than)
+        );
     }
     println!(
         "{} {} item(s), {} freed{}; {} linked entr{} kept",

@@ -2,7 +2,8 @@
 //! `verify`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
 //! to compose: it flattens [`EngineCommand`] into its own subcommand enum, flattens
 //! [`GlobalArgs`] into its parser, calls [`init_logging`] once and hands each engine verb to
-//! [`execute`] with its [`Registry`] of stage kinds.
+//! [`execute`] with its [`Registry`] of stage kinds and its [`Hooks`] (output comparison for
+//! `verify`, sweep images for `run`).
 //!
 //! # Exit codes
 //!
@@ -63,11 +64,15 @@
 
 mod dag;
 mod gc;
+mod hooks;
 mod lock;
+mod output;
 mod plan;
 mod run;
 mod slurm;
 mod verify;
+
+pub use hooks::{Hooks, SweepHook};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -181,9 +186,9 @@ impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::UnknownStage { .. } => CliError::Usage(e.to_string()),
-            EngineError::Store(crate::cache::StoreError::NotACache(_)) => {
-                CliError::Usage(e.to_string())
-            }
+            EngineError::Store(
+                crate::cache::StoreError::NotACache(_) | crate::cache::StoreError::NotEmpty(_),
+            ) => CliError::Usage(e.to_string()),
             other => CliError::Failed(other.to_string()),
         }
     }
@@ -206,8 +211,13 @@ pub fn exit_code(result: &Result<(), CliError>) -> u8 {
 }
 
 /// Runs one engine verb, prints its error (if any) once to stderr, and returns the exit code.
-pub fn execute(cmd: EngineCommand, global: &GlobalArgs, registry: &Registry) -> ExitCode {
-    let result = execute_result(cmd, global, registry);
+pub fn execute(
+    cmd: EngineCommand,
+    global: &GlobalArgs,
+    registry: &Registry,
+    hooks: &Hooks,
+) -> ExitCode {
+    let result = execute_result(cmd, global, registry, hooks);
     match &result {
         Err(CliError::Config(e)) => eprint!("{e}"),
         Err(CliError::Interrupted) => {
@@ -224,15 +234,16 @@ pub fn execute_result(
     cmd: EngineCommand,
     global: &GlobalArgs,
     registry: &Registry,
+    hooks: &Hooks,
 ) -> Result<(), CliError> {
     match cmd {
-        EngineCommand::Run(args) => run::run(args, global, registry),
+        EngineCommand::Run(args) => run::run(args, global, registry, hooks),
         EngineCommand::Plan(args) => plan::plan(args, global, registry),
         EngineCommand::Dag(args) => dag::dag(args, registry),
         EngineCommand::Gc(args) => gc::gc(args, global),
         EngineCommand::Cache(CacheCommand::Verify) => gc::verify(global),
         EngineCommand::Lock(args) => lock::lock(args, global, registry),
-        EngineCommand::Verify(args) => verify::verify(args, global, registry),
+        EngineCommand::Verify(args) => verify::verify(args, global, registry, hooks),
         EngineCommand::Status(args) => slurm::status(args, global, registry),
         EngineCommand::Cancel(args) => slurm::cancel(args, global, registry),
         EngineCommand::RunStage(args) => slurm::run_stage(args, global, registry),

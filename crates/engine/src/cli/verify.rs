@@ -32,7 +32,12 @@ pub struct VerifyArgs {
     pub threads: Option<usize>,
 }
 
-pub fn verify(args: VerifyArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
+pub fn verify(
+    args: VerifyArgs,
+    global: &GlobalArgs,
+    registry: &Registry,
+    hooks: &super::Hooks,
+) -> Result<(), CliError> {
     let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let plan = scheduler::plan_sweep(
@@ -50,7 +55,7 @@ pub fn verify(args: VerifyArgs, global: &GlobalArgs, registry: &Registry) -> Res
             .or_else(|| sweep.base.device.clone())
             .unwrap_or_else(|| "cpu".to_owned()),
         threads: args.threads,
-        compare: registry.output_comparator(),
+        compare: hooks.output_comparator(),
         tool_version: super::tool_version(),
         on_stage: &on_stage,
     };

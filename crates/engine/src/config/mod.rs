@@ -2,7 +2,9 @@
 //! (typed params, overrides, references) → [`Experiment`] → [`sweep`] (one `Experiment` per
 //! variant). Errors are collected in [`error`].
 
+pub mod cycles;
 pub mod error;
+pub mod executor;
 pub mod raw;
 pub mod resolve;
 pub mod sweep;

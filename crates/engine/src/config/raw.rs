@@ -18,25 +18,7 @@ use toml::Spanned;
 
 use super::error::{suggestion, ConfigError};
 
-/// How an external input is fingerprinted into the keys of the stages that read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FingerprintMode {
-    /// Sorted relative path, size and mtime of every file: fast; can miss, should not falsely hit.
-    #[default]
-    Stat,
-    /// blake3 of every file's bytes, on a rayon pool.
-    Content,
-}
-
-impl FingerprintMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FingerprintMode::Stat => "stat",
-            FingerprintMode::Content => "content",
-        }
-    }
-}
+pub use crate::cache::FingerprintMode;
 
 /// `[experiment]`.
 #[derive(Debug, Default, Deserialize)]

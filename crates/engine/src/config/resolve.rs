@@ -38,7 +38,7 @@ pub struct Experiment {
     /// For one variant of a sweep: its name and swept values (see `config::sweep`).
     pub variant: Option<VariantInfo>,
     /// `[executor]`: where dirty stages run (`run --executor` wins). Never in a key.
-    pub executor: crate::executor::ExecutorConfig,
+    pub executor: super::executor::ExecutorConfig,
 }
 
 /// Which sweep variant an [`Experiment`] is.
@@ -127,123 +127,6 @@ impl Experiment {
             Some(v) => Path::new(&self.name).join(&v.name),
             None => PathBuf::from(&self.name),
         }
-    }
-}
-
-/// `[executor]` → [`crate::executor::ExecutorConfig`]: known executor kind, a valid time limit,
-/// resources only for known stage kinds and never for options vaepipe sets itself.
-fn resolve_executor(
-    raw: Option<&raw::RawExecutor>,
-    registry: &Registry,
-    errors: &mut Vec<ConfigError>,
-) -> crate::executor::ExecutorConfig {
-    use crate::executor::{ExecutorConfig, ExecutorKind, RESERVED_SBATCH_OPTIONS};
-    let Some(raw) = raw else {
-        return ExecutorConfig::default();
-    };
-    let kind = match &raw.kind {
-        None => ExecutorKind::Local,
-        Some(k) => match k.get_ref().as_str() {
-            "local" => ExecutorKind::Local,
-            "slurm" => ExecutorKind::Slurm,
-            other => {
-                errors.push(
-                    ConfigError::at(k.span(), format!("unknown executor `{other}`")).with_help_opt(
-                        suggestion(other, &["local", "slurm"], "executors")
-                            .or_else(|| Some("executors are `local` and `slurm`".to_owned())),
-                    ),
-                );
-                ExecutorKind::Local
-            }
-        },
-    };
-    if let Some(t) = &raw.time {
-        if !crate::executor::valid_time(t.get_ref()) {
-            errors.push(
-                ConfigError::at(
-                    t.span(),
-                    format!(
-                        "`time` of `[executor]` is not a Slurm time limit: `{}`",
-                        t.get_ref()
-                    ),
-                )
-                .with_help("write minutes (`30`), `HH:MM:SS` (`4:00:00`) or `D-HH:MM` (`1-12:00`)"),
-            );
-        }
-    }
-    for e in &raw.extra {
-        if !e.get_ref().starts_with('-') {
-            errors.push(
-                ConfigError::at(
-                    e.span(),
-                    format!(
-                        "`extra` of `[executor]` holds sbatch options; `{}` is not one",
-                        e.get_ref()
-                    ),
-                )
-                .with_help("write options with their dashes, like `\"--qos=long\"`"),
-            );
-        }
-    }
-    let names = registry.names();
-    let mut resources = BTreeMap::new();
-    for r in &raw.resources {
-        if registry.get(&r.kind).is_none() {
-            errors.push(
-                ConfigError::at(
-                    r.kind_span.clone(),
-                    format!(
-                        "`[executor.resources.{}]` names unknown stage kind `{}`",
-                        r.kind, r.kind
-                    ),
-                )
-                .with_help_opt(suggestion(&r.kind, &names, "kinds").or_else(
-                    || Some("resources are per stage kind; `vaepipe kinds` lists them".to_owned()),
-                )),
-            );
-            continue;
-        }
-        let mut args = Vec::new();
-        for (opt, span, value) in &r.options {
-            let valid_name = !opt.is_empty()
-                && !opt.starts_with('-')
-                && opt
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_name {
-                errors.push(
-                    ConfigError::at(
-                        span.clone(),
-                        format!("`{opt}` is not an sbatch option name"),
-                    )
-                    .with_help("write the long option without dashes: `gres = \"gpu:1\"`"),
-                );
-                continue;
-            }
-            if RESERVED_SBATCH_OPTIONS.contains(&opt.as_str()) {
-                errors.push(
-                    ConfigError::at(
-                        span.clone(),
-                        format!("vaepipe sets `--{opt}` itself; it cannot be a per-kind resource"),
-                    )
-                    .with_help("remove it; dependencies and log paths follow the stage graph and the cache"),
-                );
-                continue;
-            }
-            args.push(match value {
-                Some(v) => format!("--{opt}={v}"),
-                None => format!("--{opt}"),
-            });
-        }
-        resources.insert(r.kind.clone(), args);
-    }
-    ExecutorConfig {
-        kind,
-        partition: raw.partition.as_ref().map(|p| p.get_ref().clone()),
-        account: raw.account.as_ref().map(|a| a.get_ref().clone()),
-        time: raw.time.as_ref().map(|t| t.get_ref().clone()),
-        extra: raw.extra.iter().map(|e| e.get_ref().clone()).collect(),
-        resources,
     }
 }
 
@@ -354,10 +237,24 @@ pub(crate) fn resolve_raw(
             check_name(n.get_ref(), n.span(), "experiment name", errors);
             n.get_ref().clone()
         }
-        None => file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "experiment".into()),
+        None => {
+            // A name from the file name names a folder under `runs/` and reaches job scripts
+            // just like an explicit one, so it passes the same check.
+            let stem = file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "experiment".into());
+            if !valid_name(&stem) {
+                errors.push(
+                    ConfigError::nowhere(format!(
+                        "the experiment name `{}` (from the file name) is not a valid directory name",
+                        stem.escape_debug()
+                    ))
+                    .with_help("add `[experiment] name = \"...\"` (letters, digits, `_`, `-`, `.`), or rename the file"),
+                );
+            }
+            stem
+        }
     };
     let mut seed = raw.header.seed.as_ref().map_or(0, |s| *s.get_ref());
     let device = raw.header.device.as_ref().map(|d| d.get_ref().clone());
@@ -471,7 +368,7 @@ pub(crate) fn resolve_raw(
     }
 
     // Cycles, over the stages whose references resolved.
-    for cycle in crate::graph::find_cycles(&raw.stages) {
+    for cycle in super::cycles::find_cycles(&raw.stages) {
         let (stage, edge) = cycle.first_edge;
         let path = cycle.names.join("` → `");
         errors.push(
@@ -480,7 +377,7 @@ pub(crate) fn resolve_raw(
         );
     }
 
-    let executor = resolve_executor(raw.executor.as_ref(), registry, errors);
+    let executor = super::executor::resolve(raw.executor.as_ref(), registry, errors);
 
     if errors.len() > before {
         return None;
@@ -512,17 +409,25 @@ impl raw::RawExperiment<'_> {
     }
 }
 
-fn check_name(name: &str, span: Range<usize>, what: &str, errors: &mut Vec<ConfigError>) {
-    let ok = !name.is_empty()
+/// A name that is one plain folder under `runs/`: letters, digits, `_`, `-`, `.`, not starting
+/// with `.` (so never `.` or `..`).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && !name.starts_with('.')
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn check_name(name: &str, span: Range<usize>, what: &str, errors: &mut Vec<ConfigError>) {
+    if !valid_name(name) {
         errors.push(
             ConfigError::at(
                 span,
-                format!("{what} `{name}` is not a valid directory name"),
+                format!(
+                    "{what} `{}` is not a valid directory name",
+                    name.escape_debug()
+                ),
             )
             .with_help("use letters, digits, `_`, `-` and `.` (it names a folder under `runs/`)"),
         );
@@ -1147,7 +1052,7 @@ mod tests {
         let text = "[stage.t]\nkind = \"synth-faces\"\n\n[executor]\nkind = \"slurm\"\npartition = \"gpu\"\naccount = \"lab\"\ntime = \"1-12:00\"\nextra = [\"--qos=long\"]\n\n[executor.resources.train-vae]\ngres = \"gpu:1\"\ncpus-per-task = 4\nexclusive = true\n";
         let exp = load_text(text, &[]).unwrap();
         let e = &exp.executor;
-        assert_eq!(e.kind, crate::executor::ExecutorKind::Slurm);
+        assert_eq!(e.kind, super::super::executor::ExecutorKind::Slurm);
         assert_eq!(
             (
                 e.partition.as_deref(),
@@ -1163,7 +1068,10 @@ mod tests {
         );
         // No table: the local executor, and no key changes.
         let plain = load_text("[stage.t]\nkind = \"synth-faces\"\n", &[]).unwrap();
-        assert_eq!(plain.executor, crate::executor::ExecutorConfig::default());
+        assert_eq!(
+            plain.executor,
+            super::super::executor::ExecutorConfig::default()
+        );
     }
 
     #[test]
@@ -1211,5 +1119,70 @@ mod tests {
         );
         let e = load_text("executor = 3\n", &[]).unwrap_err();
         assert_eq!(e.locations(), ["exp.toml:1:12"], "{e}");
+    }
+
+    #[test]
+    fn executor_values_with_control_characters_or_reserved_options_are_errors_at_their_span() {
+        // The injection from the review: a newline in `extra` ended the `#SBATCH` line and the
+        // rest ran as a shell command in the job script.
+        let text = "[stage.t]\nkind = \"synth-faces\"\n\n[executor]\nkind = \"slurm\"\n\
+                    partition = \"gpu\\ntouch P\"\n\
+                    account = \"lab\\r\"\n\
+                    time = \"1:00\\u0000\"\n\
+                    extra = [\"--comment=x\\\\\\\"\\ntouch INJECTED\\n#\", \"--output=/etc/cron.d/x\", \"-Ho/tmp/x\", \"--qos=ok\"]\n\n\
+                    [executor.resources.train-vae]\ngres = \"gpu:1\\necho hi\"\nout = \"x\"\n";
+        let e = load_text(text, &[]).unwrap_err();
+        assert_eq!(
+            e.locations(),
+            [
+                "exp.toml:6:13",
+                "exp.toml:7:11",
+                "exp.toml:8:8",
+                "exp.toml:9:10",
+                "exp.toml:9:48",
+                "exp.toml:9:74",
+                "exp.toml:12:1",
+                "exp.toml:13:1",
+            ],
+            "{e}"
+        );
+        let rendered = e.to_string();
+        for want in [
+            "`partition` of `[executor]` holds a control character ('\\n')",
+            "`account` of `[executor]` holds a control character ('\\r')",
+            "`time` of `[executor]` holds a control character ('\\0')",
+            "`extra` of `[executor]` holds a control character ('\\n')",
+            "vaepipe sets `--output` itself; `--output=/etc/cron.d/x` cannot be in `extra`",
+            "`-Ho/tmp/x` cannot be in `extra`",
+            "sbatch option `gres` for kind `train-vae` holds a control character",
+            "vaepipe sets `--output` itself; it cannot be a per-kind resource",
+        ] {
+            assert!(rendered.contains(want), "missing {want:?} in:\n{rendered}");
+        }
+    }
+
+    #[test]
+    fn a_name_from_the_file_name_must_be_a_valid_directory_name() {
+        let registry = Registry::new().with::<Train>().with::<Gen>();
+        let load = |file: &str| {
+            let source = Arc::new(SourceFile {
+                display_path: file.into(),
+                text: "[stage.t]\nkind = \"synth-faces\"\n".to_owned(),
+            });
+            load_str(
+                source,
+                &Path::new("/nonexistent").join(file),
+                &registry,
+                &[],
+            )
+        };
+        for bad in ["...toml", "a b.toml", "x\ny.toml", ".hidden.toml"] {
+            let e = load(bad).unwrap_err();
+            assert!(
+                e.to_string().contains("is not a valid directory name"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert_eq!(load("faces.v2.toml").unwrap().name, "faces.v2");
     }
 }

@@ -102,23 +102,8 @@ pub fn update<T>(
     file.format = JOBS_FORMAT;
     file.experiment = experiment.to_owned();
     let text = serde_json::to_string_pretty(&file).map_err(io::Error::other)?;
-    let path = jobs_path(cache_root, experiment);
-    let tmp = dir.join(format!("{experiment}.json.{}.tmp", std::process::id()));
-    fs::write(&tmp, text)?;
-    fs::rename(&tmp, &path)?;
+    crate::atomic_file::write_atomic(&jobs_path(cache_root, experiment), text.as_bytes())?;
     Ok(out)
-}
-
-/// Writes `text` to `path` through a temp file and a rename (job scripts).
-pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(name);
-    fs::write(&tmp, text)?;
-    fs::rename(&tmp, path)
 }
 
 /// The last `n` lines of a log (lossy UTF-8), or `None` when it cannot be read.

@@ -1,14 +1,30 @@
-//! The Slurm executor's pieces: job scripts ([`JobScript`]), and the Slurm commands it shells out
-//! to ([`Slurm`]): `sbatch --parsable` to submit, `scontrol show job -o` for a job's state (it
-//! needs no accounting daemon; `sacct` is the fallback for jobs `slurmctld` has forgotten), and
-//! `scancel`. The orchestration (which stages, which dependencies, the records) lives in the
-//! CLI (`cli::slurm`); everything here is small and unit-tested on text.
+//! The Slurm executor: submits each dirty stage of a plan as one job ([`SlurmExecutor::submit`])
+//! and waits for them ([`SlurmExecutor::wait`]), through a small trait over the Slurm commands
+//! ([`SlurmApi`]; the real one is [`super::slurm_commands::SlurmCommands`], the tests use a
+//! fake).
+//!
+//! A fresh stage is linked and not submitted. A dirty one gets a job script in
+//! `<cache>/jobs/scripts/<key>.sh` ([`super::job_script`]) with `--dependency=afterok:` on the
+//! jobs of its upstream stages submitted in the same run; a key that already has a queued or
+//! running job (an earlier submission, another user's sweep on the same cache) is not submitted
+//! again but waited on. Every submission is recorded in `<cache>/jobs/<experiment>.json`
+//! ([`super::jobs`]). A job runs the binary's hidden `run-stage` verb on one stage by key; what
+//! this module says to the user goes through [`SlurmEvent`]s the CLI renders.
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
+use super::job_script::JobScript;
+use super::jobs::{self, JobRecord};
+pub use super::slurm_commands::JobState;
 use super::ExecutorConfig;
+use crate::cache::CacheStore;
+use crate::scheduler::{Freshness, Outcome, Plan, PlannedStage, RunReport};
+
+/// Lines of a failed job's log that `status` and `run --wait` show.
+pub const LOG_TAIL_LINES: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
@@ -26,423 +42,602 @@ pub enum SlurmError {
     },
     #[error("`sbatch --parsable` printed no job id: {0:?}")]
     NoJobId(String),
+    #[error("refusing to write a job script: {0}")]
+    Unsafe(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::cache::StoreError),
 }
 
-/// One stage's job script: `#SBATCH` lines from `[executor]`, then the `run-stage` command, then
-/// the exit status written beside the log.
-#[derive(Debug, Clone)]
-pub struct JobScript<'a> {
-    pub experiment: &'a str,
-    /// The plan node's name (`b`, `alfa-0.5/b`).
-    pub stage: &'a str,
-    pub kind: &'a str,
-    pub key: &'a str,
-    /// `--output`; `%j` is the job id.
-    pub log_pattern: PathBuf,
-    /// Where the job runs (the submitter's working directory).
-    pub chdir: PathBuf,
-    /// Job ids of upstream stages submitted in the same run (`afterok`).
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SlurmError {
+    let what = what.into();
+    move |source| SlurmError::Io { what, source }
+}
+
+/// What the executor needs from Slurm: submit a script, ask a job's state, cancel jobs.
+pub trait SlurmApi: Send + Sync {
+    /// `sbatch --parsable SCRIPT` → the job id.
+    fn submit(&self, script: &Path) -> Result<String, SlurmError>;
+    /// What Slurm says about a job; `None` when it no longer knows it.
+    fn state(&self, job_id: &str) -> Option<JobState>;
+    /// `scancel ID...`.
+    fn cancel(&self, job_ids: &[String]) -> Result<(), SlurmError>;
+}
+
+/// The command line of a stage's job: `before` (the program, its global flags, `run-stage
+/// FILE`), then `--stage S --key K [--force]`, then `after` (`--set`, `--sweep`, `--device`...).
+#[derive(Debug, Clone, Default)]
+pub struct JobCommand {
+    pub before: Vec<String>,
     pub after: Vec<String>,
-    /// The command line the job runs.
-    pub command: Vec<String>,
+}
+
+/// One submission: which plan, where its links go, how its jobs are run.
+pub struct Submission<'a> {
+    pub experiment: &'a str,
+    /// The experiment file (recorded with each job).
+    pub file: &'a Path,
     pub config: &'a ExecutorConfig,
+    pub plan: &'a Plan,
+    pub store: &'a CacheStore,
+    /// Absolute.
+    pub runs_dir: &'a Path,
+    /// Where the jobs run (the submitter's working directory).
+    pub chdir: PathBuf,
+    pub command: JobCommand,
 }
 
-impl JobScript<'_> {
-    /// The script's text.
-    pub fn render(&self) -> String {
-        let mut s = String::from("#!/bin/bash\n");
-        let _ = writeln!(
-            s,
-            "# vaepipe job: stage `{}` (kind `{}`) of experiment `{}`, key {}",
-            self.stage, self.kind, self.experiment, self.key
-        );
-        let mut opt = |o: String| {
-            let _ = writeln!(s, "#SBATCH {o}");
-        };
-        opt(format!(
-            "--job-name={}",
-            sbatch_word(&job_name(self.experiment, self.stage))
-        ));
-        opt(format!(
-            "--output={}",
-            sbatch_word(&self.log_pattern.to_string_lossy())
-        ));
-        opt(format!(
-            "--chdir={}",
-            sbatch_word(&self.chdir.to_string_lossy())
-        ));
-        if let Some(p) = &self.config.partition {
-            opt(format!("--partition={}", sbatch_word(p)));
-        }
-        if let Some(a) = &self.config.account {
-            opt(format!("--account={}", sbatch_word(a)));
-        }
-        if let Some(t) = &self.config.time {
-            opt(format!("--time={}", sbatch_word(t)));
-        }
-        if !self.after.is_empty() {
-            // A failed upstream cancels this job instead of leaving it pending forever.
-            opt("--kill-on-invalid-dep=yes".to_owned());
-            opt(format!("--dependency=afterok:{}", self.after.join(":")));
-        }
-        for e in &self.config.extra {
-            opt(sbatch_word(e));
-        }
-        for r in self.config.resources.get(self.kind).into_iter().flatten() {
-            opt(sbatch_word(r));
-        }
-        s.push('\n');
-        let command: Vec<String> = self.command.iter().map(|a| shell_quote(a)).collect();
-        s.push_str(&command.join(" "));
-        s.push('\n');
-        let rc = self.log_pattern.with_extension("rc");
-        let rc = rc.to_string_lossy();
-        // `%j` in the pattern is the job id; the shell knows it as $SLURM_JOB_ID.
-        let rc = match rc.split_once("%j") {
-            Some((before, after)) => format!(
-                "{}\"${{SLURM_JOB_ID}}\"{}",
-                shell_quote(before),
-                shell_quote(after)
-            ),
-            None => shell_quote(&rc),
-        };
-        let _ = writeln!(s, "rc=$?\necho \"$rc\" > {rc}\nexit \"$rc\"");
-        s
-    }
+/// What happened, for the CLI to render.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlurmEvent {
+    AlreadyQueued {
+        stage: String,
+        job: String,
+        key: String,
+    },
+    Submitted {
+        stage: String,
+        job: String,
+        after: Vec<String>,
+        key: String,
+    },
+    /// While waiting: a job's state changed.
+    Changed {
+        stage: String,
+        job: String,
+        state: NodeState,
+    },
 }
 
-/// A Slurm job name for a stage: `vaepipe:<experiment>:<stage>`, without spaces.
-pub fn job_name(experiment: &str, stage: &str) -> String {
-    format!("vaepipe:{experiment}:{stage}")
-        .chars()
-        .map(|c| if c.is_whitespace() { '_' } else { c })
-        .collect()
+/// What [`SlurmExecutor::submit`] did, per plan node.
+#[derive(Debug, Clone, Default)]
+pub struct Submitted {
+    /// The job each node waits on (submitted now or already queued).
+    pub job_of: Vec<Option<String>>,
+    /// Nodes submitted by this call.
+    pub submitted: Vec<bool>,
+    pub n_submitted: usize,
+    pub n_fresh: usize,
+    pub n_queued: usize,
 }
 
-/// Quotes a word for bash (single quotes unless it is plainly safe).
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%'
-                )
-        });
-    if safe {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+/// What a plan node is, as `status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeState {
+    /// In the cache, not computed by a recorded job.
+    Fresh,
+    /// Dirty and no job recorded.
+    NotSubmitted,
+    Job(JobState),
 }
 
-/// An `#SBATCH` word: sbatch splits those lines at whitespace, honouring double quotes.
-fn sbatch_word(s: &str) -> String {
-    if s.chars().any(char::is_whitespace) {
-        format!("\"{}\"", s.replace('"', "\\\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-/// The job id in `sbatch --parsable`'s output (`123` or `123;cluster`).
-pub fn parse_parsable(stdout: &str) -> Option<String> {
-    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let id = line.split(';').next()?.trim();
-    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_owned())
-}
-
-/// A job's state, as vaepipe reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobState {
-    /// Queued; the reason (`Dependency`, `Resources`, `JobHeldUser`...).
-    Pending(String),
-    Running,
-    Completed,
-    /// `FAILED`, `TIMEOUT`, `OUT_OF_MEMORY`, `NODE_FAIL`...: the Slurm state and exit code.
-    Failed(String),
-    Cancelled,
-    /// Slurm no longer knows the job and it left no exit status.
-    Unknown,
-}
-
-impl JobState {
-    /// Still queued or running: `cancel` cancels it, `run` does not submit its key again.
-    pub fn is_live(&self) -> bool {
-        matches!(self, JobState::Pending(_) | JobState::Running)
-    }
-
-    pub fn word(&self) -> &'static str {
+impl NodeState {
+    /// The state word and its detail (`pending`, `(Dependency)`).
+    pub fn describe(&self) -> (&'static str, String) {
         match self {
-            JobState::Pending(_) => "pending",
-            JobState::Running => "running",
-            JobState::Completed => "done",
-            JobState::Failed(_) => "failed",
-            JobState::Cancelled => "cancelled",
-            JobState::Unknown => "unknown",
+            NodeState::Fresh => ("fresh", String::new()),
+            NodeState::NotSubmitted => ("dirty", "not submitted".into()),
+            NodeState::Job(s) => (
+                s.word(),
+                match s {
+                    JobState::Pending(reason) if !reason.is_empty() && reason != "None" => {
+                        format!("({reason})")
+                    }
+                    JobState::Failed(detail) => detail.clone(),
+                    JobState::Unknown => "Slurm no longer knows the job".into(),
+                    _ => String::new(),
+                },
+            ),
         }
     }
+}
 
-    /// From a Slurm state name (`scontrol`'s `JobState`, `sacct`'s `State`), with the pending
-    /// reason and exit code where known.
-    pub fn from_slurm(state: &str, reason: &str, exit_code: &str) -> JobState {
-        let state = state.split_whitespace().next().unwrap_or("");
-        match state {
-            "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD"
-            | "SUSPENDED" => {
-                // A dependency that can never be met leaves the job pending forever unless
-                // `--kill-on-invalid-dep`; report it as what it is.
-                if reason == "DependencyNeverSatisfied" {
-                    JobState::Cancelled
-                } else {
-                    JobState::Pending(reason.to_owned())
+/// Waiting was interrupted (Ctrl-C); the jobs keep running.
+#[derive(Debug)]
+pub struct Interrupted;
+
+/// The Slurm executor over some [`SlurmApi`].
+pub struct SlurmExecutor {
+    api: Box<dyn SlurmApi>,
+}
+
+impl SlurmExecutor {
+    pub fn new(api: Box<dyn SlurmApi>) -> SlurmExecutor {
+        SlurmExecutor { api }
+    }
+
+    pub fn api(&self) -> &dyn SlurmApi {
+        self.api.as_ref()
+    }
+
+    /// A node's state: in the cache, or its recorded job's state (Slurm's word, else its `.rc`
+    /// file's).
+    pub fn node_state(
+        &self,
+        store: &CacheStore,
+        ps: &PlannedStage,
+        record: Option<&JobRecord>,
+    ) -> NodeState {
+        let cached = store.get(&ps.key).is_some();
+        let Some(record) = record else {
+            return if cached {
+                NodeState::Fresh
+            } else {
+                NodeState::NotSubmitted
+            };
+        };
+        if cached {
+            return NodeState::Job(JobState::Completed);
+        }
+        let state = self.api.state(&record.job_id).unwrap_or(JobState::Unknown);
+        let state = match state {
+            // Slurm forgot the job: its exit status file says how it ended.
+            JobState::Unknown => match record.exit_status() {
+                Some(0) => JobState::Failed("exited 0 but left no cache entry".into()),
+                Some(rc) => JobState::Failed(format!("exit code {rc}")),
+                None => JobState::Unknown,
+            },
+            JobState::Completed => JobState::Failed(
+                "completed but left no cache entry (was it collected by `gc`?)".into(),
+            ),
+            other => other,
+        };
+        NodeState::Job(state)
+    }
+
+    /// Links every fresh stage and submits every dirty one (upstream first, with `afterok` on
+    /// the jobs of its upstream stages), recording each job.
+    pub fn submit(
+        &self,
+        sub: &Submission<'_>,
+        on_event: &dyn Fn(&SlurmEvent),
+    ) -> Result<Submitted, SlurmError> {
+        let plan = sub.plan;
+        let root = sub.store.root().to_path_buf();
+        let jobs_dir = jobs::jobs_dir(&root);
+        let known = jobs::read(&root, sub.experiment).map_err(io("cannot read the job records"))?;
+        let n = plan.stages.len();
+        let mut out = Submitted {
+            job_of: vec![None; n],
+            submitted: vec![false; n],
+            ..Submitted::default()
+        };
+        for (i, ps) in plan.stages.iter().enumerate() {
+            if matches!(ps.freshness, Freshness::Fresh) {
+                for link in &ps.links {
+                    sub.store.link_at(sub.runs_dir, link, &ps.key)?;
+                }
+                out.n_fresh += 1;
+                continue;
+            }
+            if !ps.forced {
+                if let Some(rec) = known.jobs.get(ps.key.as_str()) {
+                    if self.api.state(&rec.job_id).is_some_and(|s| s.is_live()) {
+                        on_event(&SlurmEvent::AlreadyQueued {
+                            stage: ps.name.clone(),
+                            job: rec.job_id.clone(),
+                            key: ps.key.short().to_owned(),
+                        });
+                        out.job_of[i] = Some(rec.job_id.clone());
+                        out.n_queued += 1;
+                        continue;
+                    }
                 }
             }
-            "RUNNING" | "CONFIGURING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" | "RESIZING" => {
-                JobState::Running
+            let after: Vec<String> = ps
+                .deps
+                .iter()
+                .filter_map(|&d| out.job_of[d].clone())
+                .collect();
+            let mut command = sub.command.before.clone();
+            command.extend([
+                "--stage".into(),
+                ps.name.clone(),
+                "--key".into(),
+                ps.key.as_str().to_owned(),
+            ]);
+            if ps.forced {
+                command.push("--force".into());
             }
-            "COMPLETED" => JobState::Completed,
-            "CANCELLED" | "REVOKED" | "PREEMPTED" => JobState::Cancelled,
-            "" => JobState::Unknown,
-            other => JobState::Failed(if exit_code.is_empty() {
-                other.to_owned()
-            } else {
-                format!("{other}, exit code {exit_code}")
-            }),
-        }
-    }
-}
-
-/// The value of `Key=` in `scontrol show job -o` output (fields are space-separated; a value
-/// ends at the next space).
-pub fn scontrol_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let needle = format!("{key}=");
-    let mut from = 0;
-    while let Some(pos) = line.get(from..)?.find(&needle) {
-        let at = from + pos;
-        let boundary = at == 0 || line[..at].ends_with(char::is_whitespace);
-        let value_start = at + needle.len();
-        if boundary {
-            let rest = &line[value_start..];
-            return Some(rest.split(char::is_whitespace).next().unwrap_or(""));
-        }
-        from = value_start;
-    }
-    None
-}
-
-/// The state in one line of `scontrol show job -o <id>`.
-pub fn parse_scontrol(line: &str) -> Option<JobState> {
-    let state = scontrol_field(line, "JobState")?;
-    let reason = scontrol_field(line, "Reason").unwrap_or("");
-    let exit = scontrol_field(line, "ExitCode").unwrap_or("");
-    Some(JobState::from_slurm(state, reason, exit))
-}
-
-/// The state in `sacct -n -P -X -o State,ExitCode -j <id>` output (`FAILED|1:0`).
-pub fn parse_sacct(stdout: &str) -> Option<JobState> {
-    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
-    let mut parts = line.split('|');
-    let state = parts.next()?.trim();
-    let exit = parts.next().unwrap_or("").trim();
-    Some(JobState::from_slurm(state, "", exit))
-}
-
-/// The Slurm commands, by name on `PATH`.
-#[derive(Debug, Clone, Default)]
-pub struct Slurm;
-
-impl Slurm {
-    fn output(&self, program: &str, args: &[&str]) -> Result<std::process::Output, SlurmError> {
-        Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|source| SlurmError::Spawn {
-                program: program.to_owned(),
-                source,
+            command.extend(sub.command.after.iter().cloned());
+            let log_pattern = jobs_dir.join("logs").join(format!("{}-%j.log", ps.key));
+            let script = JobScript {
+                experiment: sub.experiment,
+                stage: &ps.name,
+                kind: &ps.kind,
+                key: ps.key.as_str(),
+                log_pattern,
+                chdir: sub.chdir.clone(),
+                after: after.clone(),
+                command,
+                config: sub.config,
+            };
+            let script_path = jobs_dir.join("scripts").join(format!("{}.sh", ps.key));
+            std::fs::create_dir_all(jobs_dir.join("logs"))
+                .map_err(io("cannot create the job log directory"))?;
+            crate::atomic_file::write_atomic(&script_path, script.render()?.as_bytes())
+                .map_err(io(format!("cannot write `{}`", script_path.display())))?;
+            let id = self.api.submit(&script_path).map_err(|e| SlurmError::Io {
+                what: format!("cannot submit stage `{}`", ps.name),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let record = JobRecord {
+                stage: ps.name.clone(),
+                job_id: id.clone(),
+                log: jobs_dir.join("logs").join(format!("{}-{id}.log", ps.key)),
+                script: script_path,
+                after: after.clone(),
+                submitted_at: crate::cache::manifest::rfc3339(SystemTime::now()),
+                file: sub.file.to_path_buf(),
+            };
+            jobs::update(&root, sub.experiment, |f| {
+                f.jobs.insert(ps.key.as_str().to_owned(), record)
             })
-    }
-
-    fn checked(&self, program: &str, args: &[&str]) -> Result<String, SlurmError> {
-        let out = self.output(program, args)?;
-        if !out.status.success() {
-            return Err(SlurmError::Failed {
-                command: format!("{program} {}", args.join(" ")),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            .map_err(io("cannot record the job"))?;
+            on_event(&SlurmEvent::Submitted {
+                stage: ps.name.clone(),
+                job: id.clone(),
+                after,
+                key: ps.key.short().to_owned(),
             });
+            out.job_of[i] = Some(id);
+            out.submitted[i] = true;
+            out.n_submitted += 1;
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out)
     }
 
-    /// `sbatch --parsable SCRIPT` → the job id.
-    pub fn submit(&self, script: &Path) -> Result<String, SlurmError> {
-        let script = script.to_string_lossy();
-        let out = self.checked("sbatch", &["--parsable", &script])?;
-        parse_parsable(&out).ok_or(SlurmError::NoJobId(out))
+    /// Polls every `poll` until no job of `submitted` is queued or running (or `cancel` is
+    /// set), then turns each node into an outcome like a local run's.
+    pub fn wait(
+        &self,
+        sub: &Submission<'_>,
+        submitted: &Submitted,
+        cancel: &AtomicBool,
+        poll: Duration,
+        on_event: &dyn Fn(&SlurmEvent),
+    ) -> Result<RunReport, Interrupted> {
+        let (plan, store) = (sub.plan, sub.store);
+        let records = jobs::read(store.root(), sub.experiment).unwrap_or_default();
+        let mut last: BTreeMap<usize, NodeState> = BTreeMap::new();
+        let states = loop {
+            let mut live = false;
+            let mut now = BTreeMap::new();
+            for (i, ps) in plan.stages.iter().enumerate() {
+                let Some(job) = &submitted.job_of[i] else {
+                    continue;
+                };
+                let state = self.node_state(store, ps, records.jobs.get(ps.key.as_str()));
+                live |= matches!(&state, NodeState::Job(s) if s.is_live());
+                if last.get(&i) != Some(&state) {
+                    on_event(&SlurmEvent::Changed {
+                        stage: ps.name.clone(),
+                        job: job.clone(),
+                        state: state.clone(),
+                    });
+                }
+                now.insert(i, state);
+            }
+            last = now;
+            if !live {
+                break last;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Interrupted);
+            }
+            std::thread::sleep(poll);
+        };
+        let mut results = Vec::new();
+        for (i, ps) in plan.stages.iter().enumerate() {
+            let record = records.jobs.get(ps.key.as_str());
+            let job = record.map_or("?", |r| r.job_id.as_str());
+            let outcome = match store.get(&ps.key) {
+                Some(a) if submitted.submitted[i] => Outcome::Ran {
+                    key: ps.key.clone(),
+                    duration: Duration::from_secs_f64(a.manifest.duration_s.max(0.0)),
+                    dir: a.dir,
+                },
+                Some(a) => Outcome::Hit {
+                    key: ps.key.clone(),
+                    dir: a.dir,
+                },
+                None => match states.get(&i) {
+                    Some(NodeState::Job(JobState::Cancelled)) => {
+                        let upstream_failed = ps
+                            .deps
+                            .iter()
+                            .any(|&d| store.get(&plan.stages[d].key).is_none());
+                        if upstream_failed {
+                            Outcome::Skipped {
+                                because: "an upstream job did not complete".into(),
+                            }
+                        } else {
+                            Outcome::Failed {
+                                error: format!("job {job} was cancelled"),
+                            }
+                        }
+                    }
+                    Some(state) => {
+                        let (word, detail) = state.describe();
+                        let mut error = format!(
+                            "job {job} {word}{}",
+                            if detail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {detail}")
+                            }
+                        );
+                        if let Some(r) = record {
+                            error.push_str(&format!("; log `{}`", r.log.display()));
+                            for line in jobs::log_tail(&r.log, LOG_TAIL_LINES).unwrap_or_default() {
+                                error.push_str(&format!("\n    | {line}"));
+                            }
+                        }
+                        Outcome::Failed { error }
+                    }
+                    None => Outcome::Failed {
+                        error: "no job was submitted for it".into(),
+                    },
+                },
+            };
+            results.push((ps.name.clone(), outcome));
+        }
+        Ok(RunReport { results })
     }
 
-    /// What Slurm says about a job: `scontrol` while `slurmctld` remembers it, else `sacct`
-    /// (needs accounting); `None` when neither knows it.
-    pub fn state(&self, job_id: &str) -> Option<JobState> {
-        if let Ok(out) = self.checked("scontrol", &["show", "job", "-o", job_id]) {
-            if let Some(state) = out.lines().find_map(parse_scontrol) {
-                return Some(state);
+    /// Cancels the queued and running jobs among `records` for the plan's stages; returns
+    /// (stage, job id, state word) for each.
+    pub fn cancel(
+        &self,
+        plan: &Plan,
+        records: &jobs::JobsFile,
+    ) -> Result<Vec<(String, String, &'static str)>, SlurmError> {
+        let mut live = Vec::new();
+        for ps in &plan.stages {
+            let Some(r) = records.jobs.get(ps.key.as_str()) else {
+                continue;
+            };
+            if let Some(state) = self.api.state(&r.job_id).filter(JobState::is_live) {
+                live.push((ps.name.clone(), r.job_id.clone(), state.word()));
             }
         }
-        let out = self
-            .checked(
-                "sacct",
-                &["-n", "-P", "-X", "-o", "State,ExitCode", "-j", job_id],
-            )
-            .ok()?;
-        parse_sacct(&out).filter(|s| *s != JobState::Unknown)
-    }
-
-    /// `scancel ID...`.
-    pub fn cancel(&self, job_ids: &[String]) -> Result<(), SlurmError> {
-        if job_ids.is_empty() {
-            return Ok(());
-        }
-        let args: Vec<&str> = job_ids.iter().map(String::as_str).collect();
-        self.checked("scancel", &args).map(|_| ())
+        let ids: Vec<String> = live.iter().map(|(_, id, _)| id.clone()).collect();
+        self.api.cancel(&ids)?;
+        Ok(live)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::config::load_sweep_str;
+    use crate::registry::Registry;
+    use crate::scheduler::{plan_sweep, PlanOptions};
+    use crate::stage::{Role, Stage, StageCx};
+    use std::sync::Mutex;
 
-    fn config() -> ExecutorConfig {
-        let mut c = ExecutorConfig {
-            kind: super::super::ExecutorKind::Slurm,
-            partition: Some("gpu".into()),
-            account: Some("lab".into()),
-            time: Some("4:00:00".into()),
-            extra: vec!["--qos=long".into()],
-            ..ExecutorConfig::default()
-        };
-        c.resources.insert(
-            "train-vae".into(),
-            vec!["--gres=gpu:1".into(), "--cpus-per-task=4".into()],
-        );
-        c
+    /// A Slurm that numbers jobs from 1 and answers states from a table.
+    #[derive(Default)]
+    struct FakeSlurm {
+        scripts: Mutex<Vec<String>>,
+        states: Mutex<BTreeMap<String, JobState>>,
+        cancelled: Mutex<Vec<String>>,
     }
 
-    fn script<'a>(config: &'a ExecutorConfig, kind: &'a str, after: &[&str]) -> JobScript<'a> {
-        JobScript {
-            experiment: "smile",
-            stage: "alfa-0.5/train",
-            kind,
-            key: "abc123",
-            log_pattern: "/cache/jobs/logs/abc123-%j.log".into(),
-            chdir: "/home/me/project dir".into(),
-            after: after.iter().map(|s| (*s).to_owned()).collect(),
-            command: vec![
-                "/usr/bin/vaepipe".into(),
-                "run-stage".into(),
-                "exp.toml".into(),
-                "--set".into(),
-                "stage.a.text=it's".into(),
-            ],
-            config,
+    impl SlurmApi for std::sync::Arc<FakeSlurm> {
+        fn submit(&self, script: &Path) -> Result<String, SlurmError> {
+            let mut scripts = self.scripts.lock().unwrap();
+            scripts.push(std::fs::read_to_string(script).unwrap());
+            let id = scripts.len().to_string();
+            self.states
+                .lock()
+                .unwrap()
+                .insert(id.clone(), JobState::Pending("Dependency".into()));
+            Ok(id)
+        }
+        fn state(&self, job_id: &str) -> Option<JobState> {
+            self.states.lock().unwrap().get(job_id).cloned()
+        }
+        fn cancel(&self, job_ids: &[String]) -> Result<(), SlurmError> {
+            self.cancelled
+                .lock()
+                .unwrap()
+                .extend(job_ids.iter().cloned());
+            Ok(())
         }
     }
 
-    #[test]
-    fn job_script_has_the_executor_options_dependencies_and_per_kind_resources() {
-        let c = config();
-        let text = script(&c, "train-vae", &["12", "13"]).render();
-        assert_eq!(
-            text,
-            "#!/bin/bash\n\
-             # vaepipe job: stage `alfa-0.5/train` (kind `train-vae`) of experiment `smile`, key abc123\n\
-             #SBATCH --job-name=vaepipe:smile:alfa-0.5/train\n\
-             #SBATCH --output=/cache/jobs/logs/abc123-%j.log\n\
-             #SBATCH --chdir=\"/home/me/project dir\"\n\
-             #SBATCH --partition=gpu\n\
-             #SBATCH --account=lab\n\
-             #SBATCH --time=4:00:00\n\
-             #SBATCH --kill-on-invalid-dep=yes\n\
-             #SBATCH --dependency=afterok:12:13\n\
-             #SBATCH --qos=long\n\
-             #SBATCH --gres=gpu:1\n\
-             #SBATCH --cpus-per-task=4\n\
-             \n\
-             /usr/bin/vaepipe run-stage exp.toml --set 'stage.a.text=it'\\''s'\n\
-             rc=$?\n\
-             echo \"$rc\" > /cache/jobs/logs/abc123-\"${SLURM_JOB_ID}\".rc\n\
-             exit \"$rc\"\n"
-        );
+    #[derive(Clone, Default, PartialEq, Debug, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoParams {}
+
+    struct Step;
+    impl Stage for Step {
+        const KIND: &'static str = "step";
+        const VERSION: u32 = 1;
+        const ABOUT: &'static str = "test";
+        type Params = NoParams;
+        fn roles() -> &'static [Role] {
+            const ROLES: &[Role] = &[Role {
+                name: "after",
+                required: false,
+                doc: "",
+            }];
+            ROLES
+        }
+        fn run(_: &NoParams, _: &mut StageCx<'_>) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn source(text: &str) -> std::sync::Arc<crate::config::SourceFile> {
+        std::sync::Arc::new(crate::config::SourceFile {
+            display_path: "e.toml".into(),
+            text: text.to_owned(),
+        })
     }
 
     #[test]
-    fn job_script_without_upstream_jobs_has_no_dependency_and_other_kinds_no_resources() {
-        let c = config();
-        let text = script(&c, "encode", &[]).render();
-        assert!(!text.contains("--dependency"), "{text}");
-        assert!(!text.contains("--kill-on-invalid-dep"), "{text}");
-        assert!(!text.contains("--gres"), "{text}");
-        let plain = ExecutorConfig::default();
-        let text = script(&plain, "train-vae", &["7"]).render();
-        assert!(!text.contains("--partition"), "{text}");
-        assert!(text.contains("#SBATCH --dependency=afterok:7\n"), "{text}");
+    fn submits_upstream_first_with_afterok_records_jobs_and_reports_like_a_local_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let registry = Registry::new().with::<Step>();
+        let text = "[experiment]\nname = \"e\"\n[stage.a]\nkind = \"step\"\n[stage.b]\nkind = \"step\"\nfrom = { after = \"a\" }\n";
+        let file = tmp.path().join("e.toml");
+        std::fs::write(&file, text).unwrap();
+        let sweep = load_sweep_str(source(text), &file, &registry, &[], &[], None).unwrap();
+        let store = CacheStore::open(&tmp.path().join("cache")).unwrap();
+        let runs = tmp.path().join("runs");
+        let plan = plan_sweep(&sweep, &store, &runs, &PlanOptions::default())
+            .unwrap()
+            .plan;
+        let fake = std::sync::Arc::new(FakeSlurm::default());
+        let executor = SlurmExecutor::new(Box::new(fake.clone()));
+        let sub = Submission {
+            experiment: "e",
+            file: &file,
+            config: &sweep.base.executor,
+            plan: &plan,
+            store: &store,
+            runs_dir: &runs,
+            chdir: tmp.path().to_path_buf(),
+            command: JobCommand {
+                before: vec!["vaepipe".into(), "run-stage".into(), "e.toml".into()],
+                after: vec!["--threads".into(), "1".into()],
+            },
+        };
+        let events = Mutex::new(Vec::new());
+        let record = |e: &SlurmEvent| events.lock().unwrap().push(e.clone());
+        let submitted = executor.submit(&sub, &record).unwrap();
+        assert_eq!(submitted.job_of, [Some("1".into()), Some("2".into())]);
+        let scripts = fake.scripts.lock().unwrap().clone();
+        assert!(!scripts[0].contains("--dependency"), "{}", scripts[0]);
+        assert!(
+            scripts[1].contains("#SBATCH --dependency=afterok:1\n"),
+            "{}",
+            scripts[1]
+        );
+        let b_key = plan.stages[1].key.as_str();
+        assert!(
+            scripts[1].contains(&format!(
+                "vaepipe run-stage e.toml --stage b --key {b_key} --threads 1\n"
+            )),
+            "{}",
+            scripts[1]
+        );
+        let records = jobs::read(store.root(), "e").unwrap();
+        assert_eq!(records.jobs[b_key].after, ["1"]);
+
+        // A second submission waits on the live jobs instead of submitting them again.
+        let again = executor.submit(&sub, &record).unwrap();
+        assert_eq!((again.n_submitted, again.n_queued), (0, 2));
+        assert_eq!(fake.scripts.lock().unwrap().len(), 2);
+
+        // `a` fails; Slurm cancels `b` (its dependency can never be met).
+        fake.states
+            .lock()
+            .unwrap()
+            .insert("1".into(), JobState::Failed("FAILED, exit code 1:0".into()));
+        fake.states
+            .lock()
+            .unwrap()
+            .insert("2".into(), JobState::Cancelled);
+        let report = executor
+            .wait(
+                &sub,
+                &submitted,
+                &AtomicBool::new(false),
+                Duration::ZERO,
+                &record,
+            )
+            .unwrap();
+        assert!(
+            matches!(&report.results[0].1, Outcome::Failed { error } if error.starts_with("job 1 failed: FAILED, exit code 1:0")),
+            "{:?}",
+            report.results
+        );
+        assert!(
+            matches!(&report.results[1].1, Outcome::Skipped { .. }),
+            "{:?}",
+            report.results
+        );
+        let events = events.lock().unwrap();
+        assert!(events.contains(&SlurmEvent::Submitted {
+            stage: "b".into(),
+            job: "2".into(),
+            after: vec!["1".into()],
+            key: plan.stages[1].key.short().to_owned(),
+        }));
+        assert!(events.iter().any(|e| matches!(
+            e,
+            SlurmEvent::AlreadyQueued { stage, job, .. } if stage == "a" && job == "1"
+        )));
     }
 
     #[test]
-    fn parses_sbatch_scontrol_and_sacct_output() {
-        assert_eq!(parse_parsable("123\n"), Some("123".into()));
-        assert_eq!(parse_parsable("45;cluster\n"), Some("45".into()));
-        assert_eq!(parse_parsable("Submitted batch job 4\n"), None);
-        assert_eq!(parse_parsable(""), None);
-
-        let pending = "JobId=2 JobName=vaepipe:x:b UserId=root(0) JobState=PENDING Reason=Dependency Dependency=afterok:1(unfulfilled) ExitCode=0:0";
-        assert_eq!(
-            parse_scontrol(pending),
-            Some(JobState::Pending("Dependency".into()))
-        );
-        assert_eq!(
-            scontrol_field(pending, "Dependency"),
-            Some("afterok:1(unfulfilled)")
-        );
-        // `Reason=` inside another field's value is not the field.
-        assert_eq!(
-            scontrol_field("Comment=Reason=x Reason=None", "Reason"),
-            Some("None")
-        );
-        let failed = "JobId=3 JobState=FAILED Reason=NonZeroExitCode ExitCode=1:0";
-        assert_eq!(
-            parse_scontrol(failed),
-            Some(JobState::Failed("FAILED, exit code 1:0".into()))
-        );
-        let never = "JobId=4 JobState=PENDING Reason=DependencyNeverSatisfied";
-        assert_eq!(parse_scontrol(never), Some(JobState::Cancelled));
-        assert_eq!(
-            parse_scontrol("slurm_load_jobs error: Invalid job id"),
-            None
-        );
-        assert_eq!(parse_sacct("COMPLETED|0:0\n"), Some(JobState::Completed));
-        assert_eq!(
-            parse_sacct("CANCELLED by 0|0:15\n"),
-            Some(JobState::Cancelled)
-        );
-        assert_eq!(
-            parse_sacct("TIMEOUT|0:0\n"),
-            Some(JobState::Failed("TIMEOUT, exit code 0:0".into()))
-        );
-        assert_eq!(parse_sacct(""), None);
-        assert!(JobState::Pending(String::new()).is_live());
-        assert!(!JobState::Completed.is_live());
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("a/b-c.d"), "a/b-c.d");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("$HOME"), "'$HOME'");
-        assert_eq!(job_name("e x", "a/b"), "vaepipe:e_x:a/b");
+    fn cancel_cancels_only_live_jobs() {
+        let fake = std::sync::Arc::new(FakeSlurm::default());
+        fake.states
+            .lock()
+            .unwrap()
+            .insert("7".into(), JobState::Running);
+        fake.states
+            .lock()
+            .unwrap()
+            .insert("8".into(), JobState::Completed);
+        let tmp = tempfile::tempdir().unwrap();
+        let registry = Registry::new().with::<Step>();
+        let text =
+            "[stage.a]\nkind = \"step\"\n[stage.b]\nkind = \"step\"\nfrom = { after = \"a\" }\n";
+        let file = tmp.path().join("e.toml");
+        let sweep = load_sweep_str(source(text), &file, &registry, &[], &[], None).unwrap();
+        let store = CacheStore::open(&tmp.path().join("cache")).unwrap();
+        let plan = plan_sweep(&sweep, &store, tmp.path(), &PlanOptions::default())
+            .unwrap()
+            .plan;
+        let mut records = jobs::JobsFile::default();
+        for (ps, id) in plan.stages.iter().zip(["7", "8"]) {
+            records.jobs.insert(
+                ps.key.as_str().to_owned(),
+                JobRecord {
+                    stage: ps.name.clone(),
+                    job_id: id.into(),
+                    log: tmp.path().join("log"),
+                    script: tmp.path().join("s.sh"),
+                    after: vec![],
+                    submitted_at: String::new(),
+                    file: file.clone(),
+                },
+            );
+        }
+        let executor = SlurmExecutor::new(Box::new(fake.clone()));
+        let done = executor.cancel(&plan, &records).unwrap();
+        assert_eq!(done, [("a".to_owned(), "7".to_owned(), "running")]);
+        assert_eq!(*fake.cancelled.lock().unwrap(), ["7"]);
     }
 }

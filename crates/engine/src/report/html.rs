@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{format_metric, read_metrics, status_of, table, SweepSummary};
+use super::{format_metric, read_metrics, table, SweepSummary};
 use crate::cache::manifest::Manifest;
 use crate::cache::CacheStore;
 use crate::scheduler::{Outcome, RunReport, SweepPlan};
@@ -78,7 +78,7 @@ pub fn nodes(
             let outcome = report.and_then(|r| r.results.get(*i)).map(|(_, o)| o);
             let (status, elapsed, note) = match outcome {
                 Some(o) => (
-                    status_of(o).to_owned(),
+                    o.status().to_owned(),
                     match o {
                         Outcome::Ran { duration, .. } => Some(duration.as_secs_f64()),
                         Outcome::Hit { .. } => Some(0.0),
@@ -119,7 +119,7 @@ pub fn nodes(
 
 /// Renders and writes a page.
 pub fn write(page: &Page<'_>, path: &Path) -> io::Result<()> {
-    super::write_atomic(path, render(page).as_bytes())
+    crate::atomic_file::write_atomic(path, render(page).as_bytes())
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}\

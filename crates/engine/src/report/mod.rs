@@ -121,17 +121,6 @@ impl SweepSummary {
     }
 }
 
-/// The status word of an outcome.
-pub fn status_of(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Hit { .. } => "hit",
-        Outcome::Ran { .. } => "ran",
-        Outcome::Failed { .. } => "failed",
-        Outcome::Skipped { .. } => "skipped",
-        Outcome::Cancelled => "cancelled",
-    }
-}
-
 /// Builds the summary of a planned (and, with `report`, executed) sweep. `runs_dir` should be
 /// absolute for the paths in it to be. Without `report`, statuses say whether the entry is in
 /// the cache.
@@ -164,7 +153,7 @@ pub fn summarize(
                         Outcome::Hit { .. } => Some(0.0),
                         _ => None,
                     };
-                    (status_of(o).to_owned(), elapsed)
+                    (o.status().to_owned(), elapsed)
                 }
                 None if manifest.is_some() => ("cached".to_owned(), None),
                 None => ("missing".to_owned(), None),
@@ -386,19 +375,13 @@ pub fn write_sweep_files(summary: &SweepSummary, dir: &Path) -> io::Result<Vec<P
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
-        write_atomic(&path, text.as_bytes())?;
+        crate::atomic_file::write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
     Ok(written)
 }
 
 /// Writes through a temp file and a rename, so a reader never sees half a file.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
 mod tests {
