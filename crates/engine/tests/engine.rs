@@ -485,14 +485,24 @@ fn gc_deletes_only_unlinked_entries_and_refuses_a_non_cache() {
     p.file("exp.toml", "[stage.w]\nkind = \"write\"\ntext = \"two\"\n");
     p.ok(&["run", "exp.toml"]);
     assert_eq!(p.committed(), 2);
-    let dry = p.ok(&["gc", "--dry-run"]);
+    // Just made, so within the default grace age: nothing goes yet.
+    let young = p.ok(&["gc"]);
+    assert!(
+        young
+            .stdout
+            .contains("kept 1 unlinked entry younger than 1day"),
+        "{}",
+        young.stdout
+    );
+    assert_eq!(p.committed(), 2);
+    let dry = p.ok(&["gc", "--dry-run", "--older-than", "0s"]);
     assert!(
         dry.stdout.contains("would delete 1 item(s)"),
         "{}",
         dry.stdout
     );
     assert_eq!(p.committed(), 2, "a dry run deletes nothing");
-    let gc = p.ok(&["gc"]);
+    let gc = p.ok(&["gc", "--older-than", "0s"]);
     assert!(
         gc.stdout.contains("deleted 1 item(s)") && gc.stdout.contains(" freed"),
         "{}",

@@ -453,3 +453,124 @@ pub fn verify(store: &CacheStore) -> Result<VerifyReport, StoreError> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+mod tests {
+    use super::*;
+    use crate::cache::key::{KeyPreimage, KEY_FORMAT};
+    use crate::cache::manifest::{Manifest, MANIFEST_FORMAT};
+    use crate::cache::store::Lookup;
+    use std::collections::BTreeMap;
+
+    fn committed(store: &CacheStore, n: u64) -> StageKey {
+        let preimage = KeyPreimage {
+            format: KEY_FORMAT,
+            kind: "k".into(),
+            kind_version: 1,
+            params: serde_json::json!({ "n": n }),
+            seed: 0,
+            upstream: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+        };
+        let key = preimage.key();
+        let Lookup::Miss(lock) = store.lookup(&key, || {}).unwrap() else {
+            panic!("expected a miss")
+        };
+        let pending = store.begin(lock).unwrap();
+        fs::create_dir_all(pending.tmp_dir.join("sub")).unwrap();
+        fs::write(pending.tmp_dir.join("sub/out.txt"), "x").unwrap();
+        let manifest = Manifest {
+            manifest_format: MANIFEST_FORMAT,
+            key: key.clone(),
+            stage: "s".into(),
+            experiment: "e".into(),
+            kind: "k".into(),
+            kind_version: 1,
+            params: preimage.params.clone(),
+            preimage,
+            upstream: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            overrides: vec![],
+            outputs: vec![],
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_s: 0.0,
+            tool_version: String::new(),
+            device: String::new(),
+            threads: None,
+            notes: BTreeMap::new(),
+        };
+        store.commit(pending, manifest).unwrap();
+        key
+    }
+
+    fn now() -> GcOptions {
+        GcOptions {
+            older_than: Duration::ZERO,
+            ..GcOptions::default()
+        }
+    }
+
+    #[test]
+    fn an_entry_a_run_is_reading_is_not_deleted() {
+        let dir = crate::cache::store::test_dir();
+        let store = CacheStore::open(dir.path()).unwrap();
+        let key = committed(&store, 1);
+        let reading = store.read_lock(&key).unwrap();
+        let report = gc(&store, &now()).unwrap();
+        assert!(store.get(&key).is_some(), "deleted while read");
+        assert_eq!(report.kept_entries, 1);
+        drop(reading);
+        gc(&store, &now()).unwrap();
+        assert!(!store.entry_dir(&key).exists(), "read-only entry deleted");
+    }
+
+    #[test]
+    fn young_unlinked_entries_wait_for_the_grace_age() {
+        let dir = crate::cache::store::test_dir();
+        let store = CacheStore::open(dir.path()).unwrap();
+        let key = committed(&store, 2);
+        let report = gc(&store, &GcOptions::default()).unwrap();
+        assert_eq!((report.kept_young, report.removed.len()), (1, 0));
+        assert!(store.get(&key).is_some());
+    }
+
+    #[test]
+    fn root_records_round_trip_and_old_ones_still_parse() {
+        let key = StageKey::parse(&"a".repeat(64)).unwrap();
+        let record = RootRecord {
+            link: "/p/runs/e/s".into(),
+            from_cache: Some("../runs/e/s".into()),
+            key: Some(key),
+        };
+        assert_eq!(RootRecord::parse(&record.to_text()), Some(record));
+        let old = RootRecord::parse("/p/runs/e/s").unwrap();
+        assert_eq!(
+            (old.link, old.from_cache, old.key),
+            ("/p/runs/e/s".into(), None, None)
+        );
+        assert_eq!(RootRecord::parse(""), None);
+    }
+
+    #[test]
+    fn link_states() {
+        let dir = crate::cache::store::test_dir();
+        let store = CacheStore::open(&dir.path().join("cache")).unwrap();
+        let key = committed(&store, 3);
+        let runs = dir.path().join("runs");
+        let link = store.link(&runs, "e", "s", &key).unwrap();
+        assert_eq!(link_state(&store, &link), LinkState::Points(key));
+        assert_eq!(link_state(&store, &runs.join("e/absent")), LinkState::Gone);
+        assert_eq!(
+            link_state(&store, &dir.path().join("no/such/dir/s")),
+            LinkState::Unknown
+        );
+        // A path through a file: its directory cannot be read.
+        fs::write(dir.path().join("file"), "").unwrap();
+        assert_eq!(
+            link_state(&store, &dir.path().join("file/s")),
+            LinkState::Unknown
+        );
+    }
+}

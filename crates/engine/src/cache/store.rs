@@ -645,6 +645,31 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// A temp dir for tests that commit entries: made writable before removal, so a test run by a
+/// user who is not root leaves nothing behind.
+#[cfg(test)]
+pub(crate) struct TestDir(tempfile::TempDir);
+
+#[cfg(test)]
+impl TestDir {
+    pub(crate) fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+#[cfg(test)]
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = make_writable(self.0.path());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a test helper: a panic is a test failure
+pub(crate) fn test_dir() -> TestDir {
+    TestDir(tempfile::tempdir().unwrap())
+}
+
 fn sync_dir(dir: &Path) {
     // Best effort: not every filesystem lets a directory be fsynced.
     if let Ok(f) = fs::File::open(dir) {
@@ -722,7 +747,7 @@ mod tests {
 
     #[test]
     fn miss_then_commit_then_hit() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let store = CacheStore::open(dir.path()).unwrap();
         assert!(dir.path().join(CACHEDIR_TAG).is_file());
         let p = preimage(1);
@@ -746,7 +771,7 @@ mod tests {
 
     #[test]
     fn entry_without_valid_manifest_is_a_miss() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let store = CacheStore::open(dir.path()).unwrap();
         let p = preimage(2);
         let key = p.key();
@@ -764,7 +789,7 @@ mod tests {
 
     #[test]
     fn dropped_pending_entry_leaves_no_entry_but_keeps_partial() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let store = CacheStore::open(dir.path()).unwrap();
         let key = preimage(4).key();
         let lock = store.lock(&key, || {}).unwrap();
@@ -779,7 +804,7 @@ mod tests {
 
     #[test]
     fn second_lock_waits_and_says_so() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let store = CacheStore::open(dir.path()).unwrap();
         let key = preimage(5).key();
         let held = store.lock(&key, || {}).unwrap();
@@ -799,7 +824,7 @@ mod tests {
 
     #[test]
     fn links_are_relative_and_survive_moving_the_project() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = test_dir();
         let project = dir.path().join("p");
         let store = CacheStore::open(&project.join("cache")).unwrap();
         let key = preimage(6).key();

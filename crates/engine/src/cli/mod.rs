@@ -161,6 +161,10 @@ pub struct SweepArgs {
     /// How sweep axes combine [default: the file's `[sweep] mode`, else grid].
     #[arg(long, value_enum, value_name = "MODE")]
     pub sweep_mode: Option<crate::config::SweepMode>,
+    /// Allow a sweep of up to N variants [default: 1000]; a larger one is refused before
+    /// anything is planned.
+    #[arg(long, value_name = "N")]
+    pub max_variants: Option<usize>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -305,12 +309,15 @@ pub(crate) fn load_sweep(
     set: &[String],
     sweep: &SweepArgs,
 ) -> Result<crate::config::Sweep, CliError> {
-    Ok(crate::config::load_sweep(
+    Ok(crate::config::load_sweep_capped(
         file,
         registry,
         set,
         &sweep.sweep,
         sweep.sweep_mode,
+        sweep
+            .max_variants
+            .unwrap_or(crate::config::DEFAULT_MAX_VARIANTS),
     )?)
 }
 

@@ -179,6 +179,9 @@ fn job_command(
     if let Some(m) = request.sweep_args.sweep_mode {
         after.extend(["--sweep-mode".into(), m.as_str().to_owned()]);
     }
+    if let Some(n) = request.sweep_args.max_variants {
+        after.extend(["--max-variants".into(), n.to_string()]);
+    }
     if let Some(d) = request.device {
         after.extend(["--device".into(), d.to_owned()]);
     }

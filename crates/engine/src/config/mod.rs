@@ -14,4 +14,7 @@ pub use raw::FingerprintMode;
 pub use resolve::{
     load, load_str, Experiment, InputSpec, StageSpec, Upstream, UpstreamTarget, VariantInfo,
 };
-pub use sweep::{load_sweep, load_sweep_str, Sweep, SweepAxis, SweepMode};
+pub use sweep::{
+    load_sweep, load_sweep_capped, load_sweep_str, Sweep, SweepAxis, SweepMode,
+    DEFAULT_MAX_VARIANTS,
+};

@@ -91,8 +91,40 @@ pub fn load_sweep(
     sweeps: &[String],
     mode: Option<SweepMode>,
 ) -> Result<Sweep, ConfigErrors> {
+    load_sweep_capped(
+        path,
+        registry,
+        overrides,
+        sweeps,
+        mode,
+        DEFAULT_MAX_VARIANTS,
+    )
+}
+
+/// How many variants a sweep may expand to unless the user confirms more (`--max-variants`):
+/// planning 10⁵ variants took a minute and most of a gigabyte before anything ran.
+pub const DEFAULT_MAX_VARIANTS: usize = 1000;
+
+/// [`load_sweep`] with a confirmed cap on the number of variants (checked before any variant
+/// is resolved).
+pub fn load_sweep_capped(
+    path: &Path,
+    registry: &Registry,
+    overrides: &[String],
+    sweeps: &[String],
+    mode: Option<SweepMode>,
+    max_variants: usize,
+) -> Result<Sweep, ConfigErrors> {
     let (source, abs) = read_source(path)?;
-    load_sweep_str(source, &abs, registry, overrides, sweeps, mode)
+    expand(
+        source,
+        &abs,
+        registry,
+        overrides,
+        sweeps,
+        mode,
+        max_variants,
+    )
 }
 
 /// An axis before typing: where it came from and its values with their spans.
@@ -141,6 +173,26 @@ pub fn load_sweep_str(
     overrides: &[String],
     sweeps: &[String],
     mode: Option<SweepMode>,
+) -> Result<Sweep, ConfigErrors> {
+    expand(
+        source,
+        file,
+        registry,
+        overrides,
+        sweeps,
+        mode,
+        DEFAULT_MAX_VARIANTS,
+    )
+}
+
+fn expand(
+    source: Arc<SourceFile>,
+    file: &Path,
+    registry: &Registry,
+    overrides: &[String],
+    sweeps: &[String],
+    mode: Option<SweepMode>,
+    max_variants: usize,
 ) -> Result<Sweep, ConfigErrors> {
     let text = source.text.clone();
     let (raw, mut errors) = raw::parse(&text);
@@ -251,6 +303,34 @@ pub fn load_sweep_str(
                 }
             }
         }
+    }
+
+    // The variant count before anything is resolved or built.
+    let count = match mode {
+        SweepMode::Grid => axes
+            .iter()
+            .try_fold(1usize, |n, a| n.checked_mul(a.values.len().max(1))),
+        SweepMode::Zip => Some(axes.first().map_or(1, |a| a.values.len())),
+    };
+    if count.is_none_or(|n| n > max_variants) {
+        let shown = count.map_or_else(|| "more than 2^64".to_owned(), |n| n.to_string());
+        let shape: Vec<String> = axes
+            .iter()
+            .map(|a| format!("`{}` ({})", a.path, a.values.len()))
+            .collect();
+        let message = format!(
+            "the sweep has {shown} variants ({}), more than the {max_variants} allowed without confirmation",
+            shape.join(if mode == SweepMode::Grid { " × " } else { ", " })
+        );
+        let help = format!(
+            "pass `--max-variants {shown}` to run them all, or sweep fewer values (`mode = \"zip\"` pairs them)"
+        );
+        let e = match &raw.sweep {
+            Some(table) => ConfigError::at(table.span.clone(), message),
+            None => ConfigError::nowhere(message),
+        };
+        errors.push(e.with_help(help));
+        return finish(source, errors, None);
     }
 
     let base = resolve_raw(&raw, &source, file, registry, &sets, &mut errors);
@@ -610,6 +690,57 @@ mod tests {
             &sweeps,
             mode,
         )
+    }
+
+    #[test]
+    fn a_sweep_over_the_cap_is_refused_before_it_is_expanded() {
+        // 10 × 10 × 10 × 10 × 10 = 100 000 variants: refused at once, naming the shape.
+        let values: Vec<String> = (0..10).map(|i| format!("{i}.5")).collect();
+        let list = values.join(",");
+        let text = format!(
+            "{EXP}\n[sweep]\n\"stage.train.alfa\" = [{list}]\n\"stage.train.beta\" = [{list}]\n\"stage.gen.alfa\" = [{list}]\n\"stage.gen.beta\" = [{list}]\n\"experiment.seed\" = [0,1,2,3,4,5,6,7,8,9]\n"
+        );
+        let started = std::time::Instant::now();
+        let e = load(&text, &[], None).unwrap_err();
+        let rendered = e.to_string();
+        assert!(
+            rendered.contains("the sweep has 100000 variants (`stage.train.alfa` (10) × `stage.train.beta` (10) × `stage.gen.alfa` (10) × `stage.gen.beta` (10) × `experiment.seed` (10)), more than the 1000 allowed"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("--max-variants 100000"), "{rendered}");
+        assert_eq!(e.locations(), ["exp.toml:8:2"], "{rendered}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+        // A confirmed cap lets it through; a zip counts one variant per value.
+        let small = format!(
+            "{EXP}\n[sweep]\n\"stage.train.alfa\" = [0.5, 1.0]\n\"stage.gen.beta\" = [0.1, 0.2]\n"
+        );
+        let registry = Registry::new().with::<Train>();
+        let source = |t: &str| {
+            Arc::new(SourceFile {
+                display_path: "exp.toml".into(),
+                text: t.to_owned(),
+            })
+        };
+        let file = Path::new("/nonexistent/exp.toml");
+        assert!(expand(source(&small), file, &registry, &[], &[], None, 3).is_err());
+        assert_eq!(
+            expand(source(&small), file, &registry, &[], &[], None, 4)
+                .unwrap()
+                .variants
+                .len(),
+            4
+        );
+        let zip = expand(
+            source(&small),
+            file,
+            &registry,
+            &[],
+            &[],
+            Some(SweepMode::Zip),
+            2,
+        );
+        assert_eq!(zip.unwrap().variants.len(), 2);
     }
 
     fn names(s: &Sweep) -> Vec<String> {

@@ -21,6 +21,30 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// Committed cache entries are read-only; a user who is not root cannot delete files in a
+/// read-only directory, so the temp dir is made writable before it is removed.
+impl Drop for Project {
+    fn drop(&mut self) {
+        fn writable(dir: &std::path::Path) {
+            use std::os::unix::fs::PermissionsExt;
+            let Ok(meta) = fs::symlink_metadata(dir) else {
+                return;
+            };
+            if !meta.is_dir() {
+                return;
+            }
+            let _ = fs::set_permissions(
+                dir,
+                fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+            );
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                writable(&entry.path());
+            }
+        }
+        writable(self._tmp.path());
+    }
+}
+
 impl Project {
     pub fn new() -> Project {
         let tmp = tempfile::tempdir().unwrap();
