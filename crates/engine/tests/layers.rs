@@ -11,9 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-/// Lowest first. Modules on one line share a layer and may import each other.
+/// Lowest first. Modules on one line share a layer and may import each other. `signal` (the
+/// process-wide cancellation flag) is a leaf every layer may use.
 const LAYERS: &[&[&str]] = &[
-    &["atomic_file"],
+    &["atomic_file", "signal"],
     &["stage"],
     &["registry"],
     &["cache"],
