@@ -32,16 +32,9 @@ fn writable(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o200)).unwrap();
 }
 
-fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let out = std::process::Command::new(support::BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("VAEPIPE_CACHE_DIR")
-        .env_remove("VAEPIPE_RUNS_DIR")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+/// The testbed in another directory than the project's (after moving it).
+fn run_in(p: &Project, dir: &Path, args: &[&str]) -> Run {
+    let out = p.command(args).current_dir(dir).output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -183,7 +176,7 @@ fn gc_keeps_the_entries_of_a_moved_project() {
     p.ok(&["run", "exp.toml"]);
     let moved = p.dir.parent().unwrap().join("moved");
     fs::rename(&p.dir, &moved).unwrap();
-    let r = run_in(&moved, &["gc", "--older-than", "0s"]);
+    let r = run_in(&p, &moved, &["gc", "--older-than", "0s"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("deleted 0 item(s)"), "{}", r.stdout);
     assert_eq!(
@@ -205,6 +198,7 @@ fn gc_keeps_an_entry_whose_link_it_cannot_check() {
     let elsewhere = p.dir.parent().unwrap().join("elsewhere");
     fs::create_dir_all(&elsewhere).unwrap();
     let r = run_in(
+        &p,
         &elsewhere,
         &["gc", "--cache-dir", &shared_arg, "--older-than", "0s"],
     );

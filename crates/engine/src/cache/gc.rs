@@ -458,21 +458,11 @@ pub fn verify(store: &CacheStore) -> Result<VerifyReport, StoreError> {
 #[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
 mod tests {
     use super::*;
-    use crate::cache::key::{KeyPreimage, KEY_FORMAT};
-    use crate::cache::manifest::{Manifest, MANIFEST_FORMAT};
+    use crate::cache::store::tests as store_tests;
     use crate::cache::store::Lookup;
-    use std::collections::BTreeMap;
 
     fn committed(store: &CacheStore, n: u64) -> StageKey {
-        let preimage = KeyPreimage {
-            format: KEY_FORMAT,
-            kind: "k".into(),
-            kind_version: 1,
-            params: serde_json::json!({ "n": n }),
-            seed: 0,
-            upstream: BTreeMap::new(),
-            inputs: BTreeMap::new(),
-        };
+        let preimage = store_tests::preimage(n);
         let key = preimage.key();
         let Lookup::Miss(lock) = store.lookup(&key, || {}).unwrap() else {
             panic!("expected a miss")
@@ -480,28 +470,9 @@ mod tests {
         let pending = store.begin(lock).unwrap();
         fs::create_dir_all(pending.tmp_dir.join("sub")).unwrap();
         fs::write(pending.tmp_dir.join("sub/out.txt"), "x").unwrap();
-        let manifest = Manifest {
-            manifest_format: MANIFEST_FORMAT,
-            key: key.clone(),
-            stage: "s".into(),
-            experiment: "e".into(),
-            kind: "k".into(),
-            kind_version: 1,
-            params: preimage.params.clone(),
-            preimage,
-            upstream: BTreeMap::new(),
-            inputs: BTreeMap::new(),
-            overrides: vec![],
-            outputs: vec![],
-            started_at: String::new(),
-            finished_at: String::new(),
-            duration_s: 0.0,
-            tool_version: String::new(),
-            device: String::new(),
-            threads: None,
-            notes: BTreeMap::new(),
-        };
-        store.commit(pending, manifest).unwrap();
+        store
+            .commit(pending, store_tests::manifest(&key, preimage))
+            .unwrap();
         key
     }
 

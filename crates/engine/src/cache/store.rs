@@ -704,12 +704,13 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cache::key::{KeyPreimage, KEY_FORMAT};
     use std::collections::BTreeMap;
 
-    fn manifest(key: &StageKey, preimage: KeyPreimage) -> Manifest {
+    /// A manifest for `key` with nothing but its preimage (shared with `gc`'s tests).
+    pub(crate) fn manifest(key: &StageKey, preimage: KeyPreimage) -> Manifest {
         Manifest {
             manifest_format: 1,
             key: key.clone(),
@@ -733,7 +734,8 @@ mod tests {
         }
     }
 
-    fn preimage(seed: u64) -> KeyPreimage {
+    /// A distinct preimage per `seed`.
+    pub(crate) fn preimage(seed: u64) -> KeyPreimage {
         KeyPreimage {
             format: KEY_FORMAT,
             kind: "k".into(),
