@@ -624,7 +624,7 @@ struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = crate::cache::store::remove_tree(&self.0); // its entries are read-only
     }
 }
 

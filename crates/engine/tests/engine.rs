@@ -538,6 +538,11 @@ fn cache_verify_names_tampered_and_truncated_entries() {
         .stdout
         .contains("checked 2 entries, 0 damaged"));
     let w = fs::canonicalize(p.dir.join("runs/exp/w")).unwrap();
+    // Entries are read-only: a user who edits one has to force it first.
+    let mut perms = fs::metadata(w.join("out.txt")).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)] // that is the point: a forced edit
+    perms.set_readonly(false);
+    fs::set_permissions(w.join("out.txt"), perms).unwrap();
     fs::write(w.join("out.txt"), "hello").unwrap();
     let r = p.run(&["cache", "verify"]);
     assert_eq!(r.code, 1);

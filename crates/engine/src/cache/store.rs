@@ -9,6 +9,8 @@
 //! A committed entry is read-only (files `r--`, directories `r-x`), and its manifest records
 //! each output's size and mtime: [`CacheStore::get`] compares them on every hit (a `stat` per
 //! file, no hashing), so an entry edited through a `runs/` link is recomputed, never served.
+//! Moving or copying a cache keeps its entries when mtimes are kept (`mv`, `cp -a`,
+//! `rsync -a`); a copy that resets them (`cp -r`) recomputes what it reads.
 //! Readers take a shared `flock` on the key's lock file ([`EntryReadLock`]) while they use an
 //! entry; `gc` deletes only under the exclusive lock, so it never pulls an entry from under a
 //! run.
@@ -122,8 +124,9 @@ impl PendingEntry {
 
 impl Drop for PendingEntry {
     fn drop(&mut self) {
-        // Committed entries have moved away; a failed run leaves nothing that looks complete.
-        let _ = fs::remove_dir_all(&self.tmp_dir);
+        // Committed entries have moved away; a failed run leaves nothing that looks complete
+        // (a commit that failed half-way may have made parts of it read-only already).
+        let _ = remove_tree(&self.tmp_dir);
     }
 }
 
