@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod formats;
 pub mod models;

@@ -22,8 +22,10 @@ pub mod dfc_vae_resnet;
 pub mod inception_resnet_v1;
 pub mod layers;
 pub mod loss;
+pub mod preprocess;
 pub mod pt_file;
 pub mod resize;
+pub mod softmax_head;
 pub mod weights;
 
 /// What building or running a model can fail with: everything here is a user-controlled

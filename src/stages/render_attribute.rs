@@ -16,9 +16,9 @@ use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 use crate::analysis::probe::LinearProbe;
 use crate::formats::attribute_vectors_h5::AttributeVectors;
 use crate::formats::image_grid::{put_images_on_grid, GridScaling};
+use crate::formats::vae_spec::VaeSpec;
+use crate::models::preprocess::to_nhwc_vec;
 use crate::stages::attribute_vectors::PROBE_FILE;
-use crate::stages::common;
-use crate::stages::train_vae::VaeSpec;
 
 pub struct RenderAttribute;
 
@@ -119,7 +119,7 @@ impl Stage for RenderAttribute {
     }
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
-        let device = common::device(cx)?;
+        let device = crate::device::for_stage(cx)?;
         let model_dir = cx.require_input("model")?.to_path_buf();
         let vectors_dir = cx.require_input("vectors")?.to_path_buf();
         let (spec, _vs, vae) = VaeSpec::load(&model_dir, device)?;
@@ -182,7 +182,7 @@ impl Stage for RenderAttribute {
         // The original's layout: two faces per row, each a run of `steps` tiles.
         let cols = steps * 2;
         let rows = chosen.len().div_ceil(2);
-        let canvas = put_images_on_grid(&common::to_nhwc_vec(&pixels)?, s, cols, rows)?;
+        let canvas = put_images_on_grid(&to_nhwc_vec(&pixels)?, s, cols, rows)?;
         let name = if p.attribute == "Smiling" {
             "add_smile.png".to_owned()
         } else {
