@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod formats;
+pub mod limits;
 pub mod models;
 pub mod stages;
 pub mod train;

@@ -33,8 +33,26 @@ impl VaeSpec {
                 path.display()
             )
         })?;
-        serde_json::from_slice(&text)
-            .with_context(|| format!("{} is not a vae.json", path.display()))
+        let spec: Self = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a vae.json", path.display()))?;
+        // The file may come from elsewhere (import-weights, a colleague): its sizes become
+        // allocations, so they are held to the params' limits.
+        for (field, value, max) in [
+            ("latent_size", spec.latent_size, crate::limits::VECTOR_WIDTH),
+            (
+                "input_image_size",
+                spec.input_image_size,
+                crate::limits::IMAGE_SIDE,
+            ),
+        ] {
+            if value as u64 > max {
+                anyhow::bail!(
+                    "{}: `{field}` = {value} is more than the {max} vaepipe accepts",
+                    path.display()
+                );
+            }
+        }
+        Ok(spec)
     }
 
     /// Builds the VAE on `device` and loads the trained weights from `dir`.

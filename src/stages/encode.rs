@@ -75,6 +75,14 @@ impl Stage for Encode {
     }
 
     fn validate(p: &Self::Params) -> Vec<ParamIssue> {
+        if let Some(issue) = crate::stages::params::at_most(
+            "batch_size",
+            p.batch_size as u64,
+            crate::limits::BATCH_SIZE,
+            "images a batch",
+        ) {
+            return vec![issue];
+        }
         if p.batch_size == 0 {
             return vec![ParamIssue {
                 path: "batch_size".into(),
@@ -96,8 +104,9 @@ impl Stage for Encode {
         let train_bn = p.encode_bn == EncodeBn::Batch;
         let l = spec.latent_size;
         let n = set.len();
-        let mut latent_vars = vec![0f64; n * l];
-        let mut latent_means = vec![0f64; n * l];
+        let cells = crate::limits::product(&[n, l], "latents")?;
+        let mut latent_vars = crate::limits::filled(cells, 0f64, "latent variances")?;
+        let mut latent_means = crate::limits::filled(cells, 0f64, "latent means")?;
         let size = spec.model.image_size();
         let progress = progress_bar(cx, n as u64, 0);
         let config = LoaderConfig {

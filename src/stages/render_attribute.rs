@@ -111,6 +111,23 @@ impl Stage for RenderAttribute {
                 help: None,
             });
         }
+        let faces = match &p.faces {
+            Faces::List(v) => v.len(),
+            Faces::Count { count } => *count,
+        } as u64;
+        let tiles = crate::limits::GRID_TILES;
+        issues.extend(crate::stages::params::at_most(
+            "faces",
+            faces,
+            tiles,
+            "rows of the grid",
+        ));
+        issues.extend(crate::stages::params::at_most(
+            "amounts",
+            (p.amounts.len() as u64).saturating_mul(faces.max(1)),
+            tiles,
+            "tiles of the grid, faces × amounts",
+        ));
         issues
     }
 
@@ -160,7 +177,11 @@ impl Stage for RenderAttribute {
             .to_device(device);
         let steps = p.amounts.len();
         // Row-major over (face, amount): face j's sweep is a run of `steps` latents.
-        let mut latents = Vec::with_capacity(chosen.len() * steps * l);
+        let what = "latents to render";
+        let mut latents = crate::limits::with_capacity(
+            crate::limits::product(&[chosen.len(), steps, l], what)?,
+            what,
+        )?;
         for &j in &chosen {
             let row = lacking[j];
             let z = &vectors.latent_vars[row * l..(row + 1) * l];

@@ -56,6 +56,7 @@ use crate::models::inception_resnet_v1::{
 use crate::models::layers::BN_MOMENTUM;
 use crate::models::preprocess::{Normalization, PerceptualInput};
 use crate::models::softmax_head::Head;
+use crate::stages::params;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
@@ -230,6 +231,16 @@ impl Stage for TrainFacenet {
                 Some("1 disables dropout".into()),
             ));
         }
+        issues.extend(params::batch_bounds(
+            ("batch_size", p.batch_size as u64),
+            ("input_image_size", p.input_image_size as u64),
+        ));
+        issues.extend(params::at_most(
+            "bottleneck_size",
+            p.bottleneck_size as u64,
+            crate::limits::VECTOR_WIDTH,
+            "numbers an embedding",
+        ));
         issues
     }
 

@@ -27,6 +27,7 @@ use crate::formats::logs_h5::LossHistory;
 use crate::formats::vae_spec::VaeSpec;
 use crate::models::preprocess::{to_nhwc_vec, Normalization, PerceptualInput, Resize};
 use crate::models::{self, VaeArch};
+use crate::stages::params;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
@@ -64,7 +65,7 @@ pub struct TrainVaeParams {
     pub reconstruction_loss_type: LossType,
     /// Face-net end points compared by the perceptual loss, by their TF names. A list, or
     /// the original's comma-separated string.
-    #[serde(deserialize_with = "crate::stages::params::comma_list")]
+    #[serde(deserialize_with = "params::comma_list")]
     pub loss_features: Vec<String>,
     /// Training steps (`--max_nrof_steps`).
     pub max_steps: u64,
@@ -207,6 +208,16 @@ impl Stage for TrainVae {
                 None,
             ));
         }
+        issues.extend(params::batch_bounds(
+            ("batch_size", p.batch_size as u64),
+            ("input_image_size", p.input_image_size as u64),
+        ));
+        issues.extend(params::at_most(
+            "latent_size",
+            p.latent_size as u64,
+            crate::limits::VECTOR_WIDTH,
+            "numbers a latent vector",
+        ));
         issues
     }
 
