@@ -13,7 +13,7 @@ export LIBTORCH
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: demo test build bench fmt
+.PHONY: demo test build bench fmt lint
 
 demo:
 	$(CARGO) run --quiet -- run experiments/demo.toml $(ARGS)
@@ -29,3 +29,8 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+# What CI checks before the tests (.ci/run): clippy with warnings as errors, and formatting.
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check

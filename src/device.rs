@@ -93,6 +93,15 @@ pub fn version_text() -> String {
     )
 }
 
+/// Resolves the run's device and applies its thread count. Device and threads are
+/// `RunOptions`: never in a key.
+pub fn for_stage(cx: &vaepipe_engine::stage::StageCx<'_>) -> anyhow::Result<Device> {
+    if let Some(threads) = cx.options().threads {
+        tch::set_num_threads(threads as i32);
+    }
+    Ok(select(&cx.options().device, Available::probe())?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

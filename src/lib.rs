@@ -5,8 +5,10 @@
 
 pub mod analysis;
 pub mod cli;
+pub mod data;
 pub mod device;
 pub mod formats;
+pub mod limits;
 pub mod models;
 pub mod stages;
 pub mod train;

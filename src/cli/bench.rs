@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
+use crate::data::{batch_tensor, ImageList, LoaderConfig};
 use crate::models::VaeArch;
-use crate::stages::common::{self, ImageList, LoaderConfig};
 use crate::stages::train_vae::{LossType, StepRunner, TrainVaeParams};
 
 #[derive(clap::Args)]
@@ -149,7 +149,7 @@ fn data_wait(device: Device, steps: usize) -> Result<()> {
         let batch = batches.next_batch()?;
         let w = t.elapsed();
         let t = Instant::now();
-        runner.step(&common::batch_tensor(&batch, device), 1e-4, false)?;
+        runner.step(&batch_tensor(&batch, device), 1e-4, false)?;
         if step > 0 {
             waited += w;
             busy += t.elapsed();

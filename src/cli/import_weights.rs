@@ -22,9 +22,9 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use vaepipe_tfckpt::DType;
 
+use crate::formats::vae_spec::VaeSpec;
+use crate::models::preprocess::{Normalization, Resize};
 use crate::models::{self, inception_resnet_v1, VaeArch};
-use crate::stages::common::{Normalization, Resize};
-use crate::stages::train_vae::VaeSpec;
 
 #[derive(clap::Args)]
 pub struct ImportWeightsArgs {

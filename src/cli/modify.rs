@@ -12,9 +12,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::formats::attribute_vectors_h5::AttributeVectors;
 use crate::formats::image_grid::{put_images_on_grid, GridScaling};
+use crate::formats::vae_spec::VaeSpec;
 use crate::models;
-use crate::stages::common;
-use crate::stages::train_vae::VaeSpec;
+use crate::models::preprocess::to_nhwc_vec;
 
 #[derive(clap::Args)]
 pub struct ModifyArgs {
@@ -153,7 +153,7 @@ fn modify_one(
     });
     let pixels = spec.normalization.to_pixels(&decoded).to_kind(Kind::Float);
     let s = size as usize;
-    let canvas = put_images_on_grid(&common::to_nhwc_vec(&pixels)?, s, args.amounts.len(), 1)?;
+    let canvas = put_images_on_grid(&to_nhwc_vec(&pixels)?, s, args.amounts.len(), 1)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

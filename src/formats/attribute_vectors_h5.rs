@@ -134,7 +134,7 @@ impl AttributeVectors {
     /// Reads a file written by vaepipe or by facenet's `calculate_attribute_vectors.py`.
     pub fn read(path: &Path) -> Result<Self> {
         let read = || -> Result<Self> {
-            let file = hdf5::File::open(path)?;
+            let file = super::h5_input::H5Input::open(path)?;
             let dataset = |name: &str| {
                 file.dataset(name).with_context(|| {
                     format!("it has no `{name}` dataset (is it an attribute_vectors.h5?)")
@@ -160,23 +160,29 @@ impl AttributeVectors {
                     fields.len()
                 );
             }
-            let optional = |name: &str| file.dataset(name).ok();
+            // Absent is fine; present but larger than the file is not.
+            let optional = |name: &str| -> Result<Option<hdf5::Dataset>> {
+                match file.file.dataset(name) {
+                    Ok(_) => file.dataset(name).map(Some),
+                    Err(_) => Ok(None),
+                }
+            };
             let out = AttributeVectors {
                 latent_size: l,
                 fields,
                 latent_vars: dataset("latent_vars")?.read_raw::<f64>()?,
-                latent_means: optional("latent_means")
+                latent_means: optional("latent_means")?
                     .map(|d| d.read_raw::<f64>())
                     .transpose()?,
                 attributes: dataset("attributes")?.read_raw::<f64>()?,
                 attribute_vectors: vectors.read_raw::<f32>()?,
-                file_names: optional("file_names")
+                file_names: optional("file_names")?
                     .map(|d| {
                         d.read_raw::<VarLenAscii>()
                             .map(|v| v.iter().map(|s| s.as_str().to_owned()).collect())
                     })
                     .transpose()?,
-                vector_defined: optional("vector_defined")
+                vector_defined: optional("vector_defined")?
                     .map(|d| {
                         d.read_raw::<u8>()
                             .map(|v| v.iter().map(|&b| b != 0).collect())
@@ -255,6 +261,17 @@ mod tests {
         let mut bad = sample();
         bad.fields[0] = "A_Much_Longer_Attribute_Name".into();
         assert!(bad.write(&dir.path().join("x.h5")).is_err());
+    }
+
+    #[test]
+    fn a_vectors_file_declaring_more_than_it_holds_is_refused_before_reading() {
+        // `modify --vectors` and `render-attribute` read this file; a header declaring 40 GB
+        // aborted the process in the allocation before.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attribute_vectors.h5");
+        crate::formats::h5_input::tests::file_declaring_40_gb(&path, "attribute_vectors");
+        let err = format!("{:#}", AttributeVectors::read(&path).unwrap_err());
+        assert!(err.contains("more than the whole"), "{err}");
     }
 
     #[test]

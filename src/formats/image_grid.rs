@@ -41,12 +41,17 @@ pub fn put_images_on_grid(images: &[f32], s: usize, cols: usize, rows: usize) ->
         );
     }
     let n = images.len() / per_image;
-    if n > cols * rows {
+    if n > cols.saturating_mul(rows) {
         bail!("grid images: {n} images do not fit a {cols}×{rows} grid");
     }
-    let width = cols * (s + BORDER) + BORDER;
-    let height = rows * (s + BORDER) + BORDER;
-    let mut pixels = vec![0f32; width * height * 3];
+    let side = |tiles: usize| crate::limits::product(&[tiles, s + BORDER], "grid canvas");
+    let (width, height) = (side(cols)? + BORDER, side(rows)? + BORDER);
+    let what = "grid canvas";
+    let mut pixels = crate::limits::filled(
+        crate::limits::product(&[width, height, 3], what)?,
+        0f32,
+        what,
+    )?;
     for k in 0..n {
         let (y0, x0) = (
             (k / cols) * (s + BORDER) + BORDER,

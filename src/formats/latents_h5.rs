@@ -75,7 +75,7 @@ impl LatentSet {
 
     pub fn read(path: &Path) -> Result<Self> {
         let read = || -> Result<Self> {
-            let file = hdf5::File::open(path)?;
+            let file = super::h5_input::H5Input::open(path)?;
             let means = file.dataset("latent_means")?;
             let shape = means.shape();
             let [_, l] = shape[..] else {
@@ -113,6 +113,18 @@ impl LatentSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latents_file_declaring_more_than_it_holds_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LatentSet::FILE);
+        crate::formats::h5_input::tests::file_declaring_40_gb(&path, "latent_means");
+        let err = format!("{:#}", LatentSet::read(&path).unwrap_err());
+        assert!(
+            err.contains("`latent_means`") && err.contains("more than the whole"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn round_trips() {

@@ -1,24 +1,63 @@
-//! facenet's `dfc_vae` (src/generative/models/dfc_vae.py:39-88), the 64-px DFC-VAE of the
-//! published smile run, after Hou et al., "Deep Feature Consistent Variational Autoencoder"
-//! (arXiv 1610.00291). Layer by layer as models.md §1.2:
+//! facenet's `dfc_vae` (src/generative/models/dfc_vae.py:39-88) and `dfc_vae_large`
+//! (dfc_vae_large.py:37-95), after Hou et al., "Deep Feature Consistent Variational
+//! Autoencoder" (arXiv 1610.00291): one builder over a table of channels, read like the
+//! papers' figures (models.md §1.2, §1.4).
 //!
-//! encoder: 4× [conv 4×4/2 SAME (no bias) → BN(beta) → leaky 0.1] 32, 64, 128, 256 → NHWC flatten
-//! 4096 → `Fc_1` (mean) and `Fc_2` (log-variance), linear with biases.
-//! decoder: `Fc_1` (linear) → reshape [4, 4, 256] NHWC → 4× [nearest ×2 → conv 3×3/1 → BN →
-//! leaky] 128, 64, 32, and 3 — the last batch-normalised with no activation.
+//! encoder: n× [conv 4×4/2 SAME (no bias) → BN(beta) → leaky 0.1] down to 4×4 → NHWC flatten →
+//! `Fc_1` (mean) and `Fc_2` (log-variance), linear with biases.
+//! decoder: `Fc_1` (linear) → reshape [4, 4, 256] NHWC → m× [nearest ×2 → conv 3×3/1 → BN →
+//! activation], the last batch-normalised with no activation.
 //!
-//! With L = 100: 2,311,403 trainable elements + 1,414 moving statistics.
+//! - `dfc_vae` (64 px, the published smile run): encoder 32, 64, 128, 256 (flatten 4096);
+//!   decoder 128, 64, 32, 3. With L = 100: 2,311,403 trainable elements + 1,414 moving
+//!   statistics.
+//! - `dfc_vae_large` (128 px): encoder 32, 64, 128, 256, 512 (flatten 8192); decoder 128, 64,
+//!   32, then **3 channels at 64 px** (`Conv2d_4`, leaky) and `Conv2d_5` 3 → 3 at 128 px: the
+//!   decoder squeezes to RGB before the last upsampling, as facenet's does.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::layers::{
-    conv_bn, flatten_nhwc, unflatten_nhwc, upsample_2x, Activation, ConvBn, Fc, Padding,
+    conv_bn, flatten_nhwc, unflatten_nhwc, upsample_2x, Activation, ConvBn, ConvSpec, Fc, Padding,
     WeightInit, VAE_INIT_STDDEV,
 };
 use super::{ModelError, VaeNet};
 
 const INIT: WeightInit = WeightInit::TruncatedNormal(VAE_INIT_STDDEV);
+
+/// Side of the map at both ends of the bottleneck (the encoder's last conv, the decoder's
+/// reshape) and the decoder's channels there.
+const BOTTOM: i64 = 4;
+const DECODER_IN: i64 = 256;
+
+/// One DFC-VAE: the output channels of each encoder conv (`Conv2d_1`, …), and of each decoder
+/// conv with its activation.
+struct Layout {
+    encoder: &'static [i64],
+    decoder: &'static [(i64, Activation)],
+}
+
+const DFC_VAE: Layout = Layout {
+    encoder: &[32, 64, 128, 256],
+    decoder: &[
+        (128, Activation::Leaky),
+        (64, Activation::Leaky),
+        (32, Activation::Leaky),
+        (3, Activation::None),
+    ],
+};
+
+const DFC_VAE_LARGE: Layout = Layout {
+    encoder: &[32, 64, 128, 256, 512],
+    decoder: &[
+        (128, Activation::Leaky),
+        (64, Activation::Leaky),
+        (32, Activation::Leaky),
+        (3, Activation::Leaky),
+        (3, Activation::None),
+    ],
+};
 
 #[derive(Debug)]
 pub struct DfcVae {
@@ -28,10 +67,10 @@ pub struct DfcVae {
 
 #[derive(Debug)]
 struct Encoder {
-    conv2d_1: ConvBn,
-    conv2d_2: ConvBn,
-    conv2d_3: ConvBn,
-    conv2d_4: ConvBn,
+    /// `Conv2d_1`, `Conv2d_2`, …: each halves the side.
+    convs: Vec<ConvBn>,
+    /// Channels of the last conv's 4×4 map.
+    top: i64,
     fc_1: Fc,
     fc_2: Fc,
 }
@@ -39,59 +78,73 @@ struct Encoder {
 #[derive(Debug)]
 struct Decoder {
     fc_1: Fc,
-    conv2d_1: ConvBn,
-    conv2d_2: ConvBn,
-    conv2d_3: ConvBn,
-    conv2d_4: ConvBn,
+    /// `Conv2d_1`, `Conv2d_2`, …: each after a nearest ×2 upsampling.
+    convs: Vec<ConvBn>,
 }
 
 impl DfcVae {
-    /// Variables under `p.encoder.*` and `p.decoder.*`.
+    /// facenet's `dfc_vae` (64 px); variables under `p.encoder.*` and `p.decoder.*`.
     pub fn new(p: &nn::Path, latent_size: i64) -> Result<DfcVae, ModelError> {
+        DfcVae::build(p, latent_size, &DFC_VAE)
+    }
+
+    /// facenet's `dfc_vae_large` (128 px); variables under `p.encoder.*` and `p.decoder.*`.
+    pub fn large(p: &nn::Path, latent_size: i64) -> Result<DfcVae, ModelError> {
+        DfcVae::build(p, latent_size, &DFC_VAE_LARGE)
+    }
+
+    /// Variables in facenet's creation order (encoder convs, `Fc_1`, `Fc_2`, decoder `Fc_1`,
+    /// decoder convs), so a seeded init draws the same numbers.
+    fn build(p: &nn::Path, latent_size: i64, layout: &Layout) -> Result<DfcVae, ModelError> {
         if latent_size < 1 {
             return Err(ModelError::LatentSize(latent_size));
         }
         let e = p / "encoder";
-        let down = |name: &str, c_in, c_out| {
-            conv_bn(
-                &(&e / name),
+        let mut convs = Vec::new();
+        let mut c_in = 3;
+        for (i, &c_out) in layout.encoder.iter().enumerate() {
+            let spec = ConvSpec {
                 c_in,
                 c_out,
-                (4, 4),
-                2,
-                Padding::Same,
-                Activation::Leaky,
-                INIT,
-            )
-        };
+                kernel: (4, 4),
+                stride: 2,
+                padding: Padding::Same,
+                activation: Activation::Leaky,
+                init: INIT,
+            };
+            convs.push(conv_bn(&(&e / format!("Conv2d_{}", i + 1)), spec));
+            c_in = c_out;
+        }
+        let flat = BOTTOM * BOTTOM * c_in;
         let encoder = Encoder {
-            conv2d_1: down("Conv2d_1", 3, 32),
-            conv2d_2: down("Conv2d_2", 32, 64),
-            conv2d_3: down("Conv2d_3", 64, 128),
-            conv2d_4: down("Conv2d_4", 128, 256),
-            fc_1: Fc::new(&(&e / "Fc_1"), 4 * 4 * 256, latent_size, INIT),
-            fc_2: Fc::new(&(&e / "Fc_2"), 4 * 4 * 256, latent_size, INIT),
+            convs,
+            top: c_in,
+            fc_1: Fc::new(&(&e / "Fc_1"), flat, latent_size, INIT),
+            fc_2: Fc::new(&(&e / "Fc_2"), flat, latent_size, INIT),
         };
         let d = p / "decoder";
-        let up = |name: &str, c_in, c_out, act| {
-            conv_bn(
-                &(&d / name),
+        let fc_1 = Fc::new(
+            &(&d / "Fc_1"),
+            latent_size,
+            BOTTOM * BOTTOM * DECODER_IN,
+            INIT,
+        );
+        let mut convs = Vec::new();
+        let mut c_in = DECODER_IN;
+        for (i, &(c_out, activation)) in layout.decoder.iter().enumerate() {
+            let spec = ConvSpec {
                 c_in,
                 c_out,
-                (3, 3),
-                1,
-                Padding::Same,
-                act,
-                INIT,
-            )
-        };
-        let decoder = Decoder {
-            fc_1: Fc::new(&(&d / "Fc_1"), latent_size, 4 * 4 * 256, INIT),
-            conv2d_1: up("Conv2d_1", 256, 128, Activation::Leaky),
-            conv2d_2: up("Conv2d_2", 128, 64, Activation::Leaky),
-            conv2d_3: up("Conv2d_3", 64, 32, Activation::Leaky),
-            conv2d_4: up("Conv2d_4", 32, 3, Activation::None),
-        };
+                kernel: (3, 3),
+                stride: 1,
+                padding: Padding::Same,
+                activation,
+                init: INIT,
+            };
+            convs.push(conv_bn(&(&d / format!("Conv2d_{}", i + 1)), spec));
+            c_in = c_out;
+        }
+        let decoder = Decoder { fc_1, convs };
         Ok(DfcVae { encoder, decoder })
     }
 }
@@ -99,23 +152,24 @@ impl DfcVae {
 impl VaeNet for DfcVae {
     fn encode(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         let e = &self.encoder;
-        let net = x // [B, 3, 64, 64]
-            .apply_t(&e.conv2d_1, train) // [B, 32, 32, 32]
-            .apply_t(&e.conv2d_2, train) // [B, 64, 16, 16]
-            .apply_t(&e.conv2d_3, train) // [B, 128, 8, 8]
-            .apply_t(&e.conv2d_4, train); // [B, 256, 4, 4]
-        let net = flatten_nhwc(&net); // [B, 4096], index (h·4 + w)·256 + c
+        // [B, 3, S, S] → … → [B, top, 4, 4], each conv halving the side.
+        let net = e
+            .convs
+            .iter()
+            .fold(x.shallow_clone(), |net, conv| net.apply_t(conv, train));
+        let net = flatten_nhwc(&net); // [B, 16·top], index (h·4 + w)·top + c
+        debug_assert_eq!(net.size()[1], BOTTOM * BOTTOM * e.top);
         (e.fc_1.forward(&net), e.fc_2.forward(&net)) // [B, L], [B, L]
     }
 
     fn decode(&self, z: &Tensor, train: bool) -> Tensor {
         let d = &self.decoder;
         let net = z.apply(&d.fc_1); // [B, 4096], linear
-        let net = unflatten_nhwc(&net, 4, 4, 256); // [B, 256, 4, 4]
-        let net = upsample_2x(&net).apply_t(&d.conv2d_1, train); // [B, 128, 8, 8]
-        let net = upsample_2x(&net).apply_t(&d.conv2d_2, train); // [B, 64, 16, 16]
-        let net = upsample_2x(&net).apply_t(&d.conv2d_3, train); // [B, 32, 32, 32]
-        upsample_2x(&net).apply_t(&d.conv2d_4, train) // [B, 3, 64, 64], BN, no activation
+        let net = unflatten_nhwc(&net, BOTTOM, BOTTOM, DECODER_IN); // [B, 256, 4, 4]
+                                                                    // Each step doubles the side; the last conv is BN with no activation.
+        d.convs
+            .iter()
+            .fold(net, |net, conv| upsample_2x(&net).apply_t(conv, train))
     }
 }
 
@@ -181,8 +235,8 @@ mod tests {
         let vae = DfcVae::new(&vs.root(), 2).unwrap();
         let e = &vae.encoder;
         tch::no_grad(|| {
-            let _ = e.conv2d_4.conv.weights.shallow_clone().zero_();
-            e.conv2d_4
+            let _ = e.convs[3].conv.weights.shallow_clone().zero_();
+            e.convs[3]
                 .bn
                 .beta
                 .shallow_clone()
@@ -215,5 +269,24 @@ mod tests {
             nchw.double_value(&[0, c, h, w]),
             ((h * 4 + w) * 256 + c) as f64
         );
+    }
+
+    #[test]
+    fn large_encoder_flattens_8192_and_decoder_squeezes_to_rgb_at_64() {
+        let vs = VarStore::new(Device::Cpu);
+        let _vae = DfcVae::large(&vs.root(), 100).unwrap();
+        let vars = vs.variables();
+        let shape = |n: &str| {
+            vars.get(n)
+                .map(|t| t.size())
+                .unwrap_or_else(|| panic!("no {n}"))
+        };
+        assert_eq!(shape("encoder.Conv2d_5.weights"), [512, 256, 4, 4]);
+        assert_eq!(shape("encoder.Fc_1.weights"), [100, 8192]);
+        assert_eq!(shape("decoder.Fc_1.weights"), [4096, 100]);
+        assert_eq!(shape("decoder.Conv2d_4.weights"), [3, 32, 3, 3]);
+        assert_eq!(shape("decoder.Conv2d_5.weights"), [3, 3, 3, 3]);
+        assert_eq!(shape("decoder.Conv2d_5.BatchNorm.beta"), [3]);
+        assert_eq!(vars.len(), 10 * 4 + 3 * 2);
     }
 }

@@ -12,7 +12,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use super::layers::{
-    conv_bn, flatten_nhwc, unflatten_nhwc, upsample_2x, Activation, ConvBn, Fc, Padding,
+    conv_bn, flatten_nhwc, unflatten_nhwc, upsample_2x, Activation, ConvBn, ConvSpec, Fc, Padding,
     WeightInit, VAE_INIT_STDDEV,
 };
 use super::{ModelError, VaeNet};
@@ -34,13 +34,15 @@ impl ResidualUnits {
             .map(|i| {
                 conv_bn(
                     &(&p / format!("{scope}_{i}")),
-                    c,
-                    c,
-                    (k, k),
-                    1,
-                    Padding::Same,
-                    Activation::Leaky,
-                    INIT,
+                    ConvSpec {
+                        c_in: c,
+                        c_out: c,
+                        kernel: (k, k),
+                        stride: 1,
+                        padding: Padding::Same,
+                        activation: Activation::Leaky,
+                        init: INIT,
+                    },
                 )
             })
             .collect();
@@ -107,13 +109,15 @@ impl DfcVaeResnet {
         let down = |n: usize, c_in, c_out| Stage {
             conv: conv_bn(
                 &(&e / format!("Conv2d_{n}a")),
-                c_in,
-                c_out,
-                (4, 4),
-                2,
-                Padding::Same,
-                Activation::Leaky,
-                INIT,
+                ConvSpec {
+                    c_in,
+                    c_out,
+                    kernel: (4, 4),
+                    stride: 2,
+                    padding: Padding::Same,
+                    activation: Activation::Leaky,
+                    init: INIT,
+                },
             ),
             units: ResidualUnits::new(&e, &format!("Conv2d_{n}b"), c_out, 4),
         };
@@ -130,13 +134,15 @@ impl DfcVaeResnet {
         let up = |n: usize, c_in, c_out| Stage {
             conv: conv_bn(
                 &(&d / format!("Conv2d_{n}a")),
-                c_in,
-                c_out,
-                (3, 3),
-                1,
-                Padding::Same,
-                Activation::Leaky,
-                INIT,
+                ConvSpec {
+                    c_in,
+                    c_out,
+                    kernel: (3, 3),
+                    stride: 1,
+                    padding: Padding::Same,
+                    activation: Activation::Leaky,
+                    init: INIT,
+                },
             ),
             units: ResidualUnits::new(&d, &format!("Conv2d_{n}b"), c_out, 3),
         };
@@ -148,13 +154,15 @@ impl DfcVaeResnet {
             stage_4: up(4, 32, 3),
             conv2d_4c: conv_bn(
                 &(&d / "Conv2d_4c"),
-                3,
-                3,
-                (3, 3),
-                1,
-                Padding::Same,
-                Activation::None,
-                INIT,
+                ConvSpec {
+                    c_in: 3,
+                    c_out: 3,
+                    kernel: (3, 3),
+                    stride: 1,
+                    padding: Padding::Same,
+                    activation: Activation::None,
+                    init: INIT,
+                },
             ),
         };
         Ok(DfcVaeResnet { encoder, decoder })

@@ -21,7 +21,7 @@
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-use super::layers::{conv_bn, Activation, Conv2d, ConvBn, Padding, WeightInit};
+use super::layers::{conv_bn, Activation, Conv2d, ConvBn, ConvSpec, Padding, WeightInit};
 use super::ModelError;
 
 /// facenet's `end_points` keys in network order.
@@ -255,13 +255,15 @@ fn conv(
 ) -> ConvBn {
     conv_bn(
         p,
-        c_in,
-        c_out,
-        kernel,
-        stride,
-        padding,
-        Activation::Relu,
-        INIT,
+        ConvSpec {
+            c_in,
+            c_out,
+            kernel,
+            stride,
+            padding,
+            activation: Activation::Relu,
+            init: INIT,
+        },
     )
 }
 

@@ -224,18 +224,29 @@ pub struct ConvBn {
     pub activation: Activation,
 }
 
+/// What a [`conv_bn`] layer is: channels, kernel, stride, padding, activation, initialiser.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub c_in: i64,
+    pub c_out: i64,
+    pub kernel: (i64, i64),
+    pub stride: i64,
+    pub padding: Padding,
+    pub activation: Activation,
+    pub init: WeightInit,
+}
+
 /// A `ConvBn` named `p` (`p.weights`, `p.BatchNorm.*`).
-#[allow(clippy::too_many_arguments)]
-pub fn conv_bn(
-    p: &nn::Path,
-    c_in: i64,
-    c_out: i64,
-    kernel: (i64, i64),
-    stride: i64,
-    padding: Padding,
-    activation: Activation,
-    init: WeightInit,
-) -> ConvBn {
+pub fn conv_bn(p: &nn::Path, spec: ConvSpec) -> ConvBn {
+    let ConvSpec {
+        c_in,
+        c_out,
+        kernel,
+        stride,
+        padding,
+        activation,
+        init,
+    } = spec;
     ConvBn {
         conv: Conv2d::new(p, c_in, c_out, kernel, stride, padding, false, init),
         bn: BatchNorm::new(p, c_out),
@@ -366,13 +377,15 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let _ = conv_bn(
             &(vs.root() / "encoder" / "Conv2d_1"),
-            3,
-            2,
-            (4, 4),
-            2,
-            Padding::Same,
-            Activation::Leaky,
-            WeightInit::TruncatedNormal(0.1),
+            ConvSpec {
+                c_in: 3,
+                c_out: 2,
+                kernel: (4, 4),
+                stride: 2,
+                padding: Padding::Same,
+                activation: Activation::Leaky,
+                init: WeightInit::TruncatedNormal(0.1),
+            },
         );
         let mut names: Vec<_> = vs
             .variables()

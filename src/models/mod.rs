@@ -17,13 +17,14 @@
 use tch::{nn, Tensor};
 
 pub mod dfc_vae;
-pub mod dfc_vae_large;
 pub mod dfc_vae_resnet;
 pub mod inception_resnet_v1;
 pub mod layers;
 pub mod loss;
+pub mod preprocess;
 pub mod pt_file;
 pub mod resize;
+pub mod softmax_head;
 pub mod weights;
 
 /// What building or running a model can fail with: everything here is a user-controlled
@@ -171,7 +172,7 @@ impl Vae {
         let net: Box<dyn VaeNet> = match config.arch {
             VaeArch::DfcVae => Box::new(dfc_vae::DfcVae::new(p, l)?),
             VaeArch::DfcVaeResnet => Box::new(dfc_vae_resnet::DfcVaeResnet::new(p, l)?),
-            VaeArch::DfcVaeLarge => Box::new(dfc_vae_large::DfcVaeLarge::new(p, l)?),
+            VaeArch::DfcVaeLarge => Box::new(dfc_vae::DfcVae::large(p, l)?),
         };
         Ok(Vae { config, net })
     }

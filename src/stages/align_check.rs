@@ -66,6 +66,22 @@ impl Stage for AlignCheck {
                 help: None,
             });
         }
+        let side = crate::limits::IMAGE_SIDE;
+        issues.extend(crate::stages::params::at_most(
+            "crop",
+            p.crop.into(),
+            side,
+            "pixels a side",
+        ));
+        if let Some([w, h]) = p.expected_size {
+            let largest = u64::from(w.max(h));
+            issues.extend(crate::stages::params::at_most(
+                "expected_size",
+                largest,
+                side * 8,
+                "pixels a side of an image",
+            ));
+        }
         issues
     }
 

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
+use crate::data::{batch_tensor, FaceSet, LoaderConfig};
 use crate::formats::latents_h5::LatentSet;
+use crate::formats::vae_spec::VaeSpec;
 use crate::models;
-use crate::stages::common::{self, FaceSet};
-use crate::stages::train_vae::VaeSpec;
+use crate::train::metrics::progress_bar;
+use crate::train::seed::step_seed;
 
 pub struct Encode;
 
@@ -73,6 +75,14 @@ impl Stage for Encode {
     }
 
     fn validate(p: &Self::Params) -> Vec<ParamIssue> {
+        if let Some(issue) = crate::stages::params::at_most(
+            "batch_size",
+            p.batch_size as u64,
+            crate::limits::BATCH_SIZE,
+            "images a batch",
+        ) {
+            return vec![issue];
+        }
         if p.batch_size == 0 {
             return vec![ParamIssue {
                 path: "batch_size".into(),
@@ -88,17 +98,18 @@ impl Stage for Encode {
     }
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
-        let device = common::device(cx)?;
+        let device = crate::device::for_stage(cx)?;
         let (spec, _vs, vae) = VaeSpec::load(cx.require_input("model")?, device)?;
         let set = FaceSet::celeba(cx.require_input("data")?, cx.input("check"))?;
         let train_bn = p.encode_bn == EncodeBn::Batch;
         let l = spec.latent_size;
         let n = set.len();
-        let mut latent_vars = vec![0f64; n * l];
-        let mut latent_means = vec![0f64; n * l];
+        let cells = crate::limits::product(&[n, l], "latents")?;
+        let mut latent_vars = crate::limits::filled(cells, 0f64, "latent variances")?;
+        let mut latent_means = crate::limits::filled(cells, 0f64, "latent means")?;
         let size = spec.model.image_size();
-        let progress = common::progress_bar(cx, n as u64, 0);
-        let config = common::LoaderConfig {
+        let progress = progress_bar(cx, n as u64, 0);
+        let config = LoaderConfig {
             crop: spec.input_image_size,
             normalization: spec.normalization,
             batch_size: p.batch_size,
@@ -108,12 +119,12 @@ impl Stage for Encode {
             let batch = batch?;
             let indices = batch.indices.clone();
             let x = models::resize::resize(
-                &common::batch_tensor(&batch, device),
+                &batch_tensor(&batch, device),
                 size,
                 size,
                 spec.resize.sampling(),
             );
-            tch::manual_seed(common::step_seed(cx.seed(), b as u64));
+            tch::manual_seed(step_seed(cx.seed(), b as u64));
             let (mean, z) = tch::no_grad(|| {
                 let (mean, log_var) = vae.encode(&x, train_bn);
                 let z = models::reparameterize(&mean, &log_var);

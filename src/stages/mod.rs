@@ -4,8 +4,8 @@
 
 pub mod align_check;
 pub mod attribute_vectors;
-pub mod common;
 pub mod encode;
+pub mod params;
 pub mod render_attribute;
 pub mod synth_faces;
 pub mod train_facenet;

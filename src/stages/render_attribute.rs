@@ -16,9 +16,9 @@ use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 use crate::analysis::probe::LinearProbe;
 use crate::formats::attribute_vectors_h5::AttributeVectors;
 use crate::formats::image_grid::{put_images_on_grid, GridScaling};
+use crate::formats::vae_spec::VaeSpec;
+use crate::models::preprocess::to_nhwc_vec;
 use crate::stages::attribute_vectors::PROBE_FILE;
-use crate::stages::common;
-use crate::stages::train_vae::VaeSpec;
 
 pub struct RenderAttribute;
 
@@ -111,6 +111,23 @@ impl Stage for RenderAttribute {
                 help: None,
             });
         }
+        let faces = match &p.faces {
+            Faces::List(v) => v.len(),
+            Faces::Count { count } => *count,
+        } as u64;
+        let tiles = crate::limits::GRID_TILES;
+        issues.extend(crate::stages::params::at_most(
+            "faces",
+            faces,
+            tiles,
+            "rows of the grid",
+        ));
+        issues.extend(crate::stages::params::at_most(
+            "amounts",
+            (p.amounts.len() as u64).saturating_mul(faces.max(1)),
+            tiles,
+            "tiles of the grid, faces × amounts",
+        ));
         issues
     }
 
@@ -119,7 +136,7 @@ impl Stage for RenderAttribute {
     }
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
-        let device = common::device(cx)?;
+        let device = crate::device::for_stage(cx)?;
         let model_dir = cx.require_input("model")?.to_path_buf();
         let vectors_dir = cx.require_input("vectors")?.to_path_buf();
         let (spec, _vs, vae) = VaeSpec::load(&model_dir, device)?;
@@ -160,7 +177,11 @@ impl Stage for RenderAttribute {
             .to_device(device);
         let steps = p.amounts.len();
         // Row-major over (face, amount): face j's sweep is a run of `steps` latents.
-        let mut latents = Vec::with_capacity(chosen.len() * steps * l);
+        let what = "latents to render";
+        let mut latents = crate::limits::with_capacity(
+            crate::limits::product(&[chosen.len(), steps, l], what)?,
+            what,
+        )?;
         for &j in &chosen {
             let row = lacking[j];
             let z = &vectors.latent_vars[row * l..(row + 1) * l];
@@ -182,7 +203,7 @@ impl Stage for RenderAttribute {
         // The original's layout: two faces per row, each a run of `steps` tiles.
         let cols = steps * 2;
         let rows = chosen.len().div_ceil(2);
-        let canvas = put_images_on_grid(&common::to_nhwc_vec(&pixels)?, s, cols, rows)?;
+        let canvas = put_images_on_grid(&to_nhwc_vec(&pixels)?, s, cols, rows)?;
         let name = if p.attribute == "Smiling" {
             "add_smile.png".to_owned()
         } else {

@@ -4,7 +4,7 @@
 //! machine. Same params and seed → byte-identical files on any machine.
 
 use anyhow::Result;
-use vaepipe_engine::stage::{Stage, StageCx};
+use vaepipe_engine::stage::{ParamIssue, Stage, StageCx};
 use vaepipe_facedata::synth::{self, SynthParams};
 
 pub struct SynthFaces;
@@ -15,6 +15,41 @@ impl Stage for SynthFaces {
     const ABOUT: &'static str =
         "renders a deterministic synthetic face set in CelebA and CASIA layouts";
     type Params = SynthParams;
+
+    fn validate(p: &Self::Params) -> Vec<ParamIssue> {
+        use crate::limits::IMAGE_COUNT;
+        use crate::stages::params::at_most;
+        let images = (p.identities as u64).saturating_mul(p.images_per_identity as u64);
+        [
+            at_most(
+                "celeba_images",
+                p.celeba_images as u64,
+                IMAGE_COUNT,
+                "images",
+            ),
+            at_most(
+                "celeba_identities",
+                p.celeba_identities as u64,
+                IMAGE_COUNT,
+                "people",
+            ),
+            at_most(
+                "identities",
+                p.identities as u64,
+                IMAGE_COUNT,
+                "identity folders",
+            ),
+            at_most(
+                "images_per_identity",
+                images,
+                IMAGE_COUNT,
+                "images, identities × images_per_identity",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
         let summary = synth::generate(cx.out_dir(), p, cx.seed())?;

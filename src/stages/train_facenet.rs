@@ -40,19 +40,23 @@
 //! step), `metrics.json`, `loss_curve.png`, `checkpoints/step-N/` (last 3, with the head).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, VarStore};
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
+use crate::data::{ImageList, LoaderConfig};
+use crate::formats::face_net_spec::FaceNetSpec;
 use crate::models::inception_resnet_v1::{
     end_point_index, InceptionConfig, InceptionResnetV1, END_POINTS,
 };
-use crate::models::layers::{BatchNorm, Fc, WeightInit, BN_MOMENTUM};
-use crate::stages::common::{self, ImageList, Normalization, PerceptualInput};
+use crate::models::layers::BN_MOMENTUM;
+use crate::models::preprocess::{Normalization, PerceptualInput};
+use crate::models::softmax_head::Head;
+use crate::stages::params;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
@@ -142,40 +146,6 @@ impl TrainFacenetParams {
     }
 }
 
-/// `face_net.json`: what a consumer of `face_net.safetensors` must know to feed it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FaceNetSpec {
-    /// The deepest end point in the weights file.
-    pub end_point: String,
-    /// What the net was fed in training; `train-vae`'s `perceptual_input` should match.
-    pub perceptual_input: PerceptualInput,
-    /// The crop normalisation in training; for `dataset` input, `train-vae`'s should match.
-    pub normalization: Normalization,
-    pub input_image_size: usize,
-    /// Classes (identity folders) it was trained to tell apart.
-    pub identities: usize,
-}
-
-impl FaceNetSpec {
-    pub const WEIGHTS: &'static str = "face_net.safetensors";
-    pub const SPEC: &'static str = "face_net.json";
-
-    /// The spec beside a weights file, when there is one (a `train-facenet` artifact).
-    pub fn beside(weights: &Path) -> Result<Option<Self>> {
-        let Some(path) = weights.parent().map(|d| d.join(Self::SPEC)) else {
-            return Ok(None);
-        };
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
-        let spec = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a face_net.json", path.display()))?;
-        Ok(Some(spec))
-    }
-}
-
 impl Stage for TrainFacenet {
     const KIND: &'static str = "train-facenet";
     const VERSION: u32 = 1;
@@ -261,6 +231,16 @@ impl Stage for TrainFacenet {
                 Some("1 disables dropout".into()),
             ));
         }
+        issues.extend(params::batch_bounds(
+            ("batch_size", p.batch_size as u64),
+            ("input_image_size", p.input_image_size as u64),
+        ));
+        issues.extend(params::at_most(
+            "bottleneck_size",
+            p.bottleneck_size as u64,
+            crate::limits::VECTOR_WIDTH,
+            "numbers an embedding",
+        ));
         issues
     }
 
@@ -269,7 +249,7 @@ impl Stage for TrainFacenet {
     }
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
-        let device = common::device(cx)?;
+        let device = crate::device::for_stage(cx)?;
         let data = cx.require_input("data")?.to_path_buf();
         let all = ImageList::open(&data, cx.input("check"))?;
         let (identities, labels) = identity_labels(&all.relative)
@@ -382,51 +362,6 @@ pub fn split_held_out(
         out.labels.push(l);
     }
     (train, held)
-}
-
-/// train_softmax.py's head on the end point: spatial mean, dropout, `Bottleneck` (FC without
-/// bias + BN), `Logits`.
-#[derive(Debug)]
-struct Head {
-    bottleneck: Tensor,
-    bottleneck_bn: BatchNorm,
-    logits: Fc,
-}
-
-impl Head {
-    /// `InceptionResnetV1.Bottleneck.{weights,BatchNorm.*}` (facenet's scope) and
-    /// `Logits.{weights,biases}` (train_softmax.py's, outside the model scope).
-    fn new(root: &nn::Path, features: i64, bottleneck: i64, classes: i64) -> Head {
-        let b = root / "InceptionResnetV1" / "Bottleneck";
-        Head {
-            bottleneck: b.add(
-                "weights",
-                WeightInit::XavierUniform.draw(&[bottleneck, features], b.device()),
-                true,
-            ),
-            bottleneck_bn: BatchNorm::new(&b, bottleneck),
-            logits: Fc::new(
-                &(root / "Logits"),
-                bottleneck,
-                classes,
-                WeightInit::XavierUniform,
-            ),
-        }
-    }
-
-    /// End-point map `[B, C, H, W]` (or `[B, C]`) → logits `[B, classes]`.
-    fn forward_t(&self, features: &Tensor, train: bool, keep_probability: f64) -> Tensor {
-        let pooled = if features.dim() == 4 {
-            features.mean_dim(&[2i64, 3][..], false, Kind::Float) // [B, C]
-        } else {
-            features.shallow_clone()
-        };
-        let dropped = pooled.dropout(1.0 - keep_probability, train && keep_probability < 1.0);
-        let embedding = dropped
-            .linear(&self.bottleneck, None::<&Tensor>) // [B, bottleneck]
-            .apply_t(&self.bottleneck_bn, train);
-        embedding.apply(&self.logits) // [B, classes]
-    }
 }
 
 /// One training step's numbers.
@@ -686,8 +621,8 @@ struct Run<'p> {
 }
 
 impl Run<'_> {
-    fn loader_config(&self, seed: u64) -> common::LoaderConfig {
-        common::LoaderConfig {
+    fn loader_config(&self, seed: u64) -> LoaderConfig {
+        LoaderConfig {
             crop: self.p.input_image_size,
             normalization: self.p.normalization,
             batch_size: self.p.batch_size,
@@ -696,7 +631,7 @@ impl Run<'_> {
     }
 
     fn prepare(&self, batch: &vaepipe_facedata::FaceBatch) -> Tensor {
-        let x = common::batch_tensor(batch, self.model.device);
+        let x = crate::data::batch_tensor(batch, self.model.device);
         self.p.perceptual_input.prepare(&x, &self.p.normalization)
     }
 

@@ -20,14 +20,18 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
+use crate::data::{batch_tensor, ImageList, LoaderConfig};
+use crate::formats::face_net_spec::FaceNetSpec;
 use crate::formats::image_grid::{put_images_on_grid, GridScaling};
 use crate::formats::logs_h5::LossHistory;
+use crate::formats::vae_spec::VaeSpec;
+use crate::models::preprocess::{to_nhwc_vec, Normalization, PerceptualInput, Resize};
 use crate::models::{self, VaeArch};
-use crate::stages::common::{self, ImageList, Normalization, PerceptualInput, Resize};
-use crate::stages::train_facenet::FaceNetSpec;
+use crate::stages::params;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
+use crate::train::metrics::plot_losses;
 
 pub struct TrainVae;
 
@@ -61,7 +65,7 @@ pub struct TrainVaeParams {
     pub reconstruction_loss_type: LossType,
     /// Face-net end points compared by the perceptual loss, by their TF names. A list, or
     /// the original's comma-separated string.
-    #[serde(deserialize_with = "common::comma_list")]
+    #[serde(deserialize_with = "params::comma_list")]
     pub loss_features: Vec<String>,
     /// Training steps (`--max_nrof_steps`).
     pub max_steps: u64,
@@ -120,42 +124,6 @@ impl TrainVaeParams {
             self.learning_rate_decay_factor,
             step,
         )
-    }
-}
-
-/// What `encode`, `render-attribute` and `modify` need to rebuild the trained VAE.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VaeSpec {
-    pub model: VaeArch,
-    pub latent_size: usize,
-    pub input_image_size: usize,
-    pub resize: Resize,
-    pub normalization: Normalization,
-}
-
-impl VaeSpec {
-    pub const WEIGHTS: &'static str = "vae.safetensors";
-    pub const SPEC: &'static str = "vae.json";
-
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(Self::SPEC);
-        let text = std::fs::read(&path).with_context(|| {
-            format!(
-                "failed to read {} (is it a train-vae artifact?)",
-                path.display()
-            )
-        })?;
-        serde_json::from_slice(&text)
-            .with_context(|| format!("{} is not a vae.json", path.display()))
-    }
-
-    /// Builds the VAE on `device` and loads the trained weights from `dir`.
-    pub fn load(dir: &Path, device: Device) -> Result<(Self, VarStore, models::Vae)> {
-        let spec = Self::read(dir)?;
-        let mut vs = VarStore::new(device);
-        let vae = models::Vae::new(&vs.root(), spec.model, spec.latent_size as i64)?;
-        models::weights::load_safetensors(&mut vs, &dir.join(Self::WEIGHTS))?;
-        Ok((spec, vs, vae))
     }
 }
 
@@ -240,6 +208,16 @@ impl Stage for TrainVae {
                 None,
             ));
         }
+        issues.extend(params::batch_bounds(
+            ("batch_size", p.batch_size as u64),
+            ("input_image_size", p.input_image_size as u64),
+        ));
+        issues.extend(params::at_most(
+            "latent_size",
+            p.latent_size as u64,
+            crate::limits::VECTOR_WIDTH,
+            "numbers a latent vector",
+        ));
         issues
     }
 
@@ -436,7 +414,7 @@ impl<'p> StepRunner<'p> {
 
 impl<'p> Trainer<'p> {
     fn new(p: &'p TrainVaeParams, cx: &mut StageCx<'_>) -> Result<Self> {
-        let device = common::device(cx)?;
+        let device = crate::device::for_stage(cx)?;
         let data = cx.require_input("data")?.to_path_buf();
         let images = ImageList::open(&data, cx.input("check"))?;
         if images.len() < p.batch_size {
@@ -494,7 +472,7 @@ impl<'p> Trainer<'p> {
             self.history.truncate(step as usize);
             start = step;
         }
-        let loader_config = common::LoaderConfig {
+        let loader_config = LoaderConfig {
             crop: p.input_image_size,
             normalization: p.normalization,
             batch_size: p.batch_size,
@@ -517,7 +495,7 @@ impl<'p> Trainer<'p> {
         let pixels = p.normalization.to_pixels(reconstructed);
         let s = p.model.image_size() as usize;
         let n = (pixels.size()[0] as usize).min(128);
-        let nhwc = common::to_nhwc_vec(&pixels.narrow(0, 0, n as i64))?;
+        let nhwc = to_nhwc_vec(&pixels.narrow(0, 0, n as i64))?;
         let canvas = put_images_on_grid(&nhwc, s, 16, 8.min(n.div_ceil(16)).max(1))?;
         canvas.save_png(
             &self.work.join(format!("reconstructed_{step:06}.png")),
@@ -558,7 +536,7 @@ impl<'p> Trainer<'p> {
         };
         std::fs::write(out.join(VaeSpec::SPEC), serde_json::to_vec_pretty(&spec)?)?;
         history.write_h5(&out.join("logs.h5"))?;
-        common::plot_losses(history, &out.join("loss_curve.png"))?;
+        plot_losses(history, &out.join("loss_curve.png"))?;
         for entry in std::fs::read_dir(&self.work)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -595,7 +573,7 @@ impl TrainingTask for Trainer<'_> {
     ) -> Result<StepRecord> {
         let p = self.runner.p;
         let lr = p.learning_rate(step);
-        let originals = common::batch_tensor(batch, self.runner.device);
+        let originals = batch_tensor(batch, self.runner.device);
         let losses = self.runner.step(&originals, lr, save)?;
         if !losses.total.is_finite() || !losses.rec.is_finite() || !losses.kl.is_finite() {
             bail!(

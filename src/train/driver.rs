@@ -15,7 +15,9 @@ use anyhow::{bail, Result};
 use vaepipe_engine::stage::StageCx;
 use vaepipe_facedata::FaceBatch;
 
-use crate::stages::common::{self, TrainingBatches};
+use crate::data::TrainingBatches;
+use crate::train::metrics::{progress_bar, truncate_jsonl};
+use crate::train::seed::step_seed;
 
 /// What one step reports to the driver.
 pub struct StepRecord {
@@ -52,12 +54,12 @@ pub fn drive(
     batches: &mut TrainingBatches,
     plan: LoopPlan<'_>,
 ) -> Result<f64> {
-    common::truncate_jsonl(plan.metrics_path, plan.start)?;
+    truncate_jsonl(plan.metrics_path, plan.start)?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(plan.metrics_path)?;
-    let progress = common::progress_bar(cx, plan.max_steps, plan.start);
+    let progress = progress_bar(cx, plan.max_steps, plan.start);
     let (mut waited_total, mut busy_total) = (Duration::ZERO, Duration::ZERO);
     for step in plan.start + 1..=plan.max_steps {
         if cx.cancelled() {
@@ -71,7 +73,7 @@ pub fn drive(
         let batch = batches.next_batch()?;
         let waited = wait_start.elapsed();
         let busy_start = Instant::now();
-        tch::manual_seed(common::step_seed(cx.seed(), step));
+        tch::manual_seed(step_seed(cx.seed(), step));
         let save = step % plan.save_every == 0 || step == plan.max_steps;
         let mut record = task.step(step, &batch, save)?;
         let busy = busy_start.elapsed();

@@ -4,6 +4,8 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod driver;
+pub mod metrics;
+pub mod seed;
 
 /// TF's `exponential_decay(..., staircase=True)` evaluated with the pre-increment global step,
 /// as both trainers' originals do: lr = initial · factor^floor((step − 1) / decay_steps).

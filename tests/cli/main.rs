@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a test failure
 
+mod golden_keys;
 mod pipeline;
+mod root_layers;
 mod support;
 mod tidy;
 mod toolchain;
