@@ -32,13 +32,7 @@ pub fn product(dims: &[usize], what: &str) -> Result<usize> {
 
 /// `len` copies of `value`, or an error naming `what` when the memory is not there.
 pub fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| {
-        anyhow!(
-            "{what}: cannot allocate {len} elements ({} bytes)",
-            len.saturating_mul(std::mem::size_of::<T>())
-        )
-    })?;
+    let mut v = with_capacity(len, what)?;
     v.resize(len, value);
     Ok(v)
 }

@@ -881,18 +881,22 @@ mod tests {
         assert!(err.to_string().contains("not a dict"), "{err}");
     }
 
+    /// The pickle `p` is refused with an error containing `expected`.
+    fn assert_refused(p: &[u8], expected: &str) {
+        let err = Unpickler::new(p).run().err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(expected)),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         // ((((…)))) five million deep, one byte per level.
         let mut p = vec![0x80, 2, b')'];
         p.resize(p.len() + 5_000_000, 0x85);
         p.push(b'.');
-        let err = Unpickler::new(&p).run().err().map(|e| e.to_string());
-        assert!(
-            err.as_deref()
-                .is_some_and(|e| e.contains("nested more than")),
-            "{err:?}"
-        );
+        assert_refused(&p, "nested more than");
         // Lists nested through appends are capped the same way.
         let mut p = vec![0x80, 2];
         for _ in 0..1000 {
@@ -902,12 +906,7 @@ mod tests {
             p.push(b'a');
         }
         p.push(b'.');
-        let err = Unpickler::new(&p).run().err().map(|e| e.to_string());
-        assert!(
-            err.as_deref()
-                .is_some_and(|e| e.contains("nested more than")),
-            "{err:?}"
-        );
+        assert_refused(&p, "nested more than");
     }
 
     #[test]
@@ -915,11 +914,7 @@ mod tests {
         let mut p = vec![0x80, 2];
         p.resize(p.len() + MAX_NODES + 1, b'N');
         p.push(b'.');
-        let err = Unpickler::new(&p).run().err().map(|e| e.to_string());
-        assert!(
-            err.as_deref().is_some_and(|e| e.contains("objects")),
-            "{err:?}"
-        );
+        assert_refused(&p, "objects");
     }
 
     #[test]
