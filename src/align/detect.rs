@@ -249,7 +249,7 @@ fn cut_patch(img: &Planar<u8>, p: &PadPlan) -> Planar<f64> {
 }
 
 /// `(v − 127.5) · 0.0078125` of an HWC image as an upright `[3, H, W]` float32 block.
-fn normalised_chw<T: Copy + Into<f64>>(img: &Planar<T>) -> Vec<f32> {
+fn normalised_chw<T: Copy + Default + Into<f64>>(img: &Planar<T>) -> Vec<f32> {
     let (h, w) = (img.height, img.width);
     let mut out = vec![0f32; 3 * h * w];
     for y in 0..h {

@@ -48,6 +48,9 @@ pub trait AreaSample: Copy + Default {
         + From<f32>;
     fn widen(self) -> Self::Acc;
     fn store(acc: Self::Acc) -> Self;
+    /// OpenCV's `resizeAreaFast_` for integer shrink factors: the mean of each block, times a
+    /// float `1/area` (uint8 with a 2×2 block: `(sum + 2) >> 2`, its SIMD path).
+    fn block_mean(src: &Planar<Self>, out_h: usize, out_w: usize, sy: usize, sx: usize) -> Planar<Self>;
     /// The bilinear emulation when not shrinking on both axes.
     fn linear(src: &Planar<Self>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<Self>;
 }
@@ -64,6 +67,16 @@ impl AreaSample for u8 {
     fn linear(src: &Planar<u8>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<u8> {
         linear_fixed_point(src, taps_y, taps_x)
     }
+    fn block_mean(src: &Planar<u8>, out_h: usize, out_w: usize, sy: usize, sx: usize) -> Planar<u8> {
+        let scale = 1.0f32 / (sx * sy) as f32;
+        block_sums(src, out_h, out_w, sy, sx, 0u32, |a, v| a + v as u32, |sum| {
+            if (sx, sy) == (2, 2) {
+                ((sum + 2) >> 2) as u8
+            } else {
+                (sum as f32 * scale).round_ties_even().clamp(0.0, 255.0) as u8
+            }
+        })
+    }
 }
 
 impl AreaSample for f64 {
@@ -77,6 +90,10 @@ impl AreaSample for f64 {
     fn linear(src: &Planar<f64>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<f64> {
         linear_float(src, taps_y, taps_x)
     }
+    fn block_mean(src: &Planar<f64>, out_h: usize, out_w: usize, sy: usize, sx: usize) -> Planar<f64> {
+        let scale = (1.0f32 / (sx * sy) as f32) as f64;
+        block_sums(src, out_h, out_w, sy, sx, 0.0f64, |a, v| a + v, |sum| sum * scale)
+    }
 }
 
 /// `cv2.resize(src, (out_w, out_h), interpolation=cv2.INTER_AREA)`.
@@ -89,6 +106,10 @@ pub fn cv2_area<T: AreaSample>(src: &Planar<T>, out_h: usize, out_w: usize) -> P
     let inv_scale_y = out_h as f64 / src.height as f64;
     let (scale_x, scale_y) = (1.0 / inv_scale_x, 1.0 / inv_scale_y);
     if scale_x >= 1.0 && scale_y >= 1.0 {
+        let (ix, iy) = (scale_x.round_ties_even(), scale_y.round_ties_even());
+        if (scale_x - ix).abs() < f64::EPSILON && (scale_y - iy).abs() < f64::EPSILON {
+            return T::block_mean(src, out_h, out_w, iy as usize, ix as usize);
+        }
         let xtab = area_table(src.width, out_w, scale_x);
         let ytab = area_table(src.height, out_h, scale_y);
         return area_average(src, out_h, out_w, &ytab, &xtab);
@@ -96,6 +117,36 @@ pub fn cv2_area<T: AreaSample>(src: &Planar<T>, out_h: usize, out_w: usize) -> P
     let taps_x = linear_taps(src.width, out_w, scale_x, inv_scale_x);
     let taps_y = linear_taps(src.height, out_h, scale_y, inv_scale_y);
     T::linear(src, &taps_y, &taps_x)
+}
+
+/// Sums each `sy × sx` block (rows outer, as OpenCV's offset table) and maps the sum to a sample.
+#[allow(clippy::too_many_arguments)]
+fn block_sums<T: Copy + Default, A: Copy>(
+    src: &Planar<T>,
+    out_h: usize,
+    out_w: usize,
+    sy: usize,
+    sx: usize,
+    zero: A,
+    add: impl Fn(A, T) -> A,
+    finish: impl Fn(A) -> T,
+) -> Planar<T> {
+    let cn = src.channels;
+    let mut out = Planar::zeros(out_h, out_w, cn);
+    for y in 0..out_h {
+        for x in 0..out_w {
+            for c in 0..cn {
+                let mut sum = zero;
+                for dy in 0..sy {
+                    for dx in 0..sx {
+                        sum = add(sum, src.at(y * sy + dy, x * sx + dx, c));
+                    }
+                }
+                out.data[(y * out_w + x) * cn + c] = finish(sum);
+            }
+        }
+    }
+    out
 }
 
 /// One term of an area average: destination index, source index, weight (OpenCV's
@@ -255,7 +306,7 @@ fn linear_float(src: &Planar<f64>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -
     out
 }
 
-/// The uint8 path: 11-bit coefficients, `(((b0*β0)>>16) + ((b1*β1)>>16) + 2) >> 2`.
+/// The uint8 path: 11-bit coefficients, `((((b0>>4)·β0)>>16) + (((b1>>4)·β1)>>16) + 2) >> 2`.
 fn linear_fixed_point(src: &Planar<u8>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<u8> {
     const SCALE: f32 = 2048.0;
     let coef = |fx: f32| -> (i32, i32) {
@@ -287,7 +338,7 @@ fn linear_fixed_point(src: &Planar<u8>, taps_y: &[LinearTap], taps_x: &[LinearTa
         let r1 = horizontal((t.src + 1).min(src.height - 1));
         let (b0, b1) = coef(t.fx);
         for i in 0..out_w * cn {
-            let v = (((r0[i] * b0) >> 16) + ((r1[i] * b1) >> 16) + 2) >> 2;
+            let v = ((((r0[i] >> 4) * b0) >> 16) + (((r1[i] >> 4) * b1) >> 16) + 2) >> 2;
             out.data[dy * out_w * cn + i] = v.clamp(0, 255) as u8;
         }
     }

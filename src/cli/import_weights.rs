@@ -106,6 +106,7 @@ pub fn run(args: ImportWeightsArgs) -> Result<ExitCode> {
             )?;
             println!("wrote {} ({arch}, latent size {latent}; {unused} checkpoint tensors not part of the VAE)", args.output.display());
         }
+        ImportTarget::Mtcnn => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }
