@@ -82,7 +82,10 @@ mod tests {
         let faces = [face([0.0, 0.0, 30.0, 30.0]), face([40.0, 40.0, 60.0, 60.0])];
         assert_eq!(choose_face(&faces, 100, 100), Some(1));
         // Equal value: the first wins.
-        let twins = [face([40.0, 40.0, 60.0, 60.0]), face([40.0, 40.0, 60.0, 60.0])];
+        let twins = [
+            face([40.0, 40.0, 60.0, 60.0]),
+            face([40.0, 40.0, 60.0, 60.0]),
+        ];
         assert_eq!(choose_face(&twins, 100, 100), Some(0));
         assert_eq!(choose_face(&[], 100, 100), None);
     }
@@ -95,7 +98,10 @@ mod tests {
         let c = crop_box(&face([30.0, 30.0, 40.9, 40.9]), 0, 100, 100).unwrap();
         assert_eq!((c.x1, c.y1, c.x2, c.y2), (30, 30, 40, 40));
         // A box entirely outside the image crops nothing.
-        assert_eq!(crop_box(&face([120.0, 10.0, 140.0, 30.0]), 0, 100, 100), None);
+        assert_eq!(
+            crop_box(&face([120.0, 10.0, 140.0, 30.0]), 0, 100, 100),
+            None
+        );
     }
 
     #[test]

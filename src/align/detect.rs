@@ -280,8 +280,13 @@ fn patch_batch(img: &Planar<u8>, boxes: &[Candidate], size: usize, device: Devic
 }
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
-    Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1))
-        .unwrap_or_default()
+    Vec::<f32>::try_from(
+        t.to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+            .flatten(0, -1),
+    )
+    .unwrap_or_default()
 }
 
 /// Keeps `candidates[pick]` in `pick`'s order.
@@ -446,7 +451,10 @@ mod tests {
         assert_eq!(b[0].reg[3], reg[18 + 3] as f64);
         assert_eq!(b[1].bbox, [10.0, 2.0, 32.0, 24.0]);
         // A threshold equal to a probability keeps it (>=).
-        assert_eq!(generate_bounding_boxes(&prob, &reg, 2, 3, 0.5, 0.9f32 as f64).len(), 2);
+        assert_eq!(
+            generate_bounding_boxes(&prob, &reg, 2, 3, 0.5, 0.9f32 as f64).len(),
+            2
+        );
     }
 
     #[test]
@@ -469,7 +477,10 @@ mod tests {
         assert_eq!(nms(&boxes, 0.5, Overlap::Union), vec![1, 2]);
         // Overlap exactly at the threshold is kept (<=): two 10×10 boxes sharing 5 columns have
         // IoU 50/150 = 1/3 and Min-overlap 1/2.
-        let half = [cand([0.0, 0.0, 9.0, 9.0], 0.9), cand([5.0, 0.0, 14.0, 9.0], 0.1)];
+        let half = [
+            cand([0.0, 0.0, 9.0, 9.0], 0.9),
+            cand([5.0, 0.0, 14.0, 9.0], 0.1),
+        ];
         assert_eq!(nms(&half, 0.5, Overlap::Min), vec![0, 1]);
         assert_eq!(nms(&half, 0.49, Overlap::Min), vec![0]);
         assert_eq!(nms(&half, 0.3, Overlap::Union), vec![0]);

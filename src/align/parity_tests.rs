@@ -32,7 +32,12 @@ fn json(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn planar<T: Copy + Default>(case: &Value, key: &str, shape: &str, to: impl Fn(&Value) -> T) -> Planar<T> {
+fn planar<T: Copy + Default>(
+    case: &Value,
+    key: &str,
+    shape: &str,
+    to: impl Fn(&Value) -> T,
+) -> Planar<T> {
     let s = case[shape].as_array().unwrap();
     Planar {
         height: s[0].as_u64().unwrap() as usize,
@@ -49,7 +54,12 @@ fn cv2_inter_area_matches_opencv_on_uint8_exactly() {
         let src = planar(case, "src", "shape", |v| v.as_u64().unwrap() as u8);
         let want = planar(case, "out", "out_shape", |v| v.as_u64().unwrap() as u8);
         let got = cv2_area(&src, want.height, want.width);
-        let diff = got.data.iter().zip(&want.data).filter(|(a, b)| a != b).count();
+        let diff = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .filter(|(a, b)| a != b)
+            .count();
         assert_eq!(
             diff, 0,
             "{}x{} -> {}x{}: {diff} values differ",
@@ -74,7 +84,10 @@ fn cv2_inter_area_matches_opencv_on_float64() {
         assert!(
             max < 1e-6,
             "{}x{} -> {}x{}: max difference {max}",
-            src.height, src.width, want.height, want.width
+            src.height,
+            src.width,
+            want.height,
+            want.width
         );
     }
 }
@@ -86,7 +99,12 @@ fn pil_bilinear_matches_pillow_exactly() {
         let src = planar(case, "src", "shape", |v| v.as_u64().unwrap() as u8);
         let want = planar(case, "out", "out_shape", |v| v.as_u64().unwrap() as u8);
         let got = pil_bilinear(&src, want.height, want.width);
-        let diff = got.data.iter().zip(&want.data).filter(|(a, b)| a != b).count();
+        let diff = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .filter(|(a, b)| a != b)
+            .count();
         assert_eq!(
             diff, 0,
             "{}x{} -> {}x{}: {diff} values differ",
@@ -166,7 +184,10 @@ fn detection_and_alignment_match_facenets_detect_face() {
             .map(|(a, b)| (*a as f64 - *b as f64).abs())
             .sum::<f64>()
             / aligned.data.len() as f64;
-        assert!(mad <= 2.0, "{name}: aligned crop differs by {mad} grey levels on average");
+        assert!(
+            mad <= 2.0,
+            "{name}: aligned crop differs by {mad} grey levels on average"
+        );
         report.push(format!(
             "{name}: {} faces, box {box_err:.2e} px, landmarks {mark_err:.2e} px, score {score_err:.2e}, crop MAD {mad:.3}",
             faces.len()

@@ -50,7 +50,13 @@ pub trait AreaSample: Copy + Default {
     fn store(acc: Self::Acc) -> Self;
     /// OpenCV's `resizeAreaFast_` for integer shrink factors: the mean of each block, times a
     /// float `1/area` (uint8 with a 2×2 block: `(sum + 2) >> 2`, its SIMD path).
-    fn block_mean(src: &Planar<Self>, out_h: usize, out_w: usize, sy: usize, sx: usize) -> Planar<Self>;
+    fn block_mean(
+        src: &Planar<Self>,
+        out_h: usize,
+        out_w: usize,
+        sy: usize,
+        sx: usize,
+    ) -> Planar<Self>;
     /// The bilinear emulation when not shrinking on both axes.
     fn linear(src: &Planar<Self>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<Self>;
 }
@@ -67,15 +73,30 @@ impl AreaSample for u8 {
     fn linear(src: &Planar<u8>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<u8> {
         linear_fixed_point(src, taps_y, taps_x)
     }
-    fn block_mean(src: &Planar<u8>, out_h: usize, out_w: usize, sy: usize, sx: usize) -> Planar<u8> {
+    fn block_mean(
+        src: &Planar<u8>,
+        out_h: usize,
+        out_w: usize,
+        sy: usize,
+        sx: usize,
+    ) -> Planar<u8> {
         let scale = 1.0f32 / (sx * sy) as f32;
-        block_sums(src, out_h, out_w, sy, sx, 0u32, |a, v| a + v as u32, |sum| {
-            if (sx, sy) == (2, 2) {
-                ((sum + 2) >> 2) as u8
-            } else {
-                (sum as f32 * scale).round_ties_even().clamp(0.0, 255.0) as u8
-            }
-        })
+        block_sums(
+            src,
+            out_h,
+            out_w,
+            sy,
+            sx,
+            0u32,
+            |a, v| a + v as u32,
+            |sum| {
+                if (sx, sy) == (2, 2) {
+                    ((sum + 2) >> 2) as u8
+                } else {
+                    (sum as f32 * scale).round_ties_even().clamp(0.0, 255.0) as u8
+                }
+            },
+        )
     }
 }
 
@@ -90,9 +111,24 @@ impl AreaSample for f64 {
     fn linear(src: &Planar<f64>, taps_y: &[LinearTap], taps_x: &[LinearTap]) -> Planar<f64> {
         linear_float(src, taps_y, taps_x)
     }
-    fn block_mean(src: &Planar<f64>, out_h: usize, out_w: usize, sy: usize, sx: usize) -> Planar<f64> {
+    fn block_mean(
+        src: &Planar<f64>,
+        out_h: usize,
+        out_w: usize,
+        sy: usize,
+        sx: usize,
+    ) -> Planar<f64> {
         let scale = (1.0f32 / (sx * sy) as f32) as f64;
-        block_sums(src, out_h, out_w, sy, sx, 0.0f64, |a, v| a + v, |sum| sum * scale)
+        block_sums(
+            src,
+            out_h,
+            out_w,
+            sy,
+            sx,
+            0.0f64,
+            |a, v| a + v,
+            |sum| sum * scale,
+        )
     }
 }
 

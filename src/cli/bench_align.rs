@@ -30,7 +30,10 @@ pub fn run(b: AlignBench) -> Result<ExitCode> {
         bail!("no images to benchmark");
     }
     let tensors = mtcnn::read_weights(&b.weights).with_context(|| {
-        format!("cannot read MTCNN weights from {} (run scripts/fetch-mtcnn.sh)", b.weights.display())
+        format!(
+            "cannot read MTCNN weights from {} (run scripts/fetch-mtcnn.sh)",
+            b.weights.display()
+        )
     })?;
     let params = AlignParams::default();
     println!(
@@ -56,19 +59,30 @@ pub fn run(b: AlignBench) -> Result<ExitCode> {
                 .output()
                 .context("cannot run scripts/bench/setup-align-baseline.sh (run from the repository root, or pass --baseline-python)")?;
             if !out.status.success() {
-                bail!("setup-align-baseline.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "setup-align-baseline.sh failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
         }
     };
     let out = Command::new(&python)
         .arg("scripts/bench/align_baseline.py")
-        .args(["--threads", &b.threads.to_string(), "--repeat", &b.repeat.to_string()])
+        .args([
+            "--threads",
+            &b.threads.to_string(),
+            "--repeat",
+            &b.repeat.to_string(),
+        ])
         .args(&paths)
         .output()
         .with_context(|| format!("cannot run {}", python.display()))?;
     if !out.status.success() {
-        bail!("the facenet-pytorch baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "the facenet-pytorch baseline failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or(""))
@@ -97,7 +111,9 @@ fn synthetic_images(dir: &Path) -> Result<Vec<PathBuf>> {
     vaepipe_facedata::wild::write_wild(dir, 666, 6, 4, 90)?;
     let mut out = Vec::new();
     for k in 0..6 {
-        out.extend(image_files(&dir.join(vaepipe_facedata::synth::casia_identity_name(k)))?);
+        out.extend(image_files(
+            &dir.join(vaepipe_facedata::synth::casia_identity_name(k)),
+        )?);
     }
     Ok(out)
 }

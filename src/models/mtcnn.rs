@@ -101,7 +101,11 @@ fn max_pool(x: &Tensor, k: i64, s: i64, same: bool) -> Tensor {
         let size = x.size();
         let pad = |n: i64| (((n + s - 1) / s - 1) * s + k - n).max(0);
         let (ph, pw) = (pad(size[2]), pad(size[3]));
-        x.pad([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2], "constant", f64::NEG_INFINITY)
+        x.pad(
+            [pw / 2, pw - pw / 2, ph / 2, ph - ph / 2],
+            "constant",
+            f64::NEG_INFINITY,
+        )
     } else {
         x.shallow_clone()
     };
@@ -187,7 +191,9 @@ impl RNet {
         let x = self.prelu2.forward(&self.conv2.forward(&x));
         let x = max_pool(&x, 3, 2, false);
         let x = self.prelu3.forward(&self.conv3.forward(&x));
-        let x = self.prelu4.forward(&self.conv4.forward(&flatten_transposed(&x)));
+        let x = self
+            .prelu4
+            .forward(&self.conv4.forward(&flatten_transposed(&x)));
         let prob = self.conv5_1.forward(&x).softmax(1, tch::Kind::Float);
         (self.conv5_2.forward(&x), prob)
     }
@@ -238,7 +244,9 @@ impl ONet {
         let x = self.prelu3.forward(&self.conv3.forward(&x));
         let x = max_pool(&x, 2, 2, true);
         let x = self.prelu4.forward(&self.conv4.forward(&x));
-        let x = self.prelu5.forward(&self.conv5.forward(&flatten_transposed(&x)));
+        let x = self
+            .prelu5
+            .forward(&self.conv5.forward(&flatten_transposed(&x)));
         let prob = self.conv6_1.forward(&x).softmax(1, tch::Kind::Float);
         (self.conv6_2.forward(&x), self.conv6_3.forward(&x), prob)
     }
@@ -360,14 +368,23 @@ mod tests {
     fn nets_give_the_documented_shapes() {
         let vs = nn::VarStore::new(Device::Cpu);
         let m = Mtcnn::new(&vs.root());
-        let (reg, prob) = m.pnet.forward(&Tensor::zeros([1, 3, 31, 40], (Kind::Float, Device::Cpu)));
+        let (reg, prob) = m
+            .pnet
+            .forward(&Tensor::zeros([1, 3, 31, 40], (Kind::Float, Device::Cpu)));
         // 31 → 29 → pool SAME 15 → 13 → 11; 40 → 38 → 19 → 17 → 15.
         assert_eq!(reg.size(), vec![1, 4, 11, 15]);
         assert_eq!(prob.size(), vec![1, 2, 11, 15]);
-        let (reg, prob) = m.rnet.forward(&Tensor::zeros([5, 3, 24, 24], (Kind::Float, Device::Cpu)));
+        let (reg, prob) = m
+            .rnet
+            .forward(&Tensor::zeros([5, 3, 24, 24], (Kind::Float, Device::Cpu)));
         assert_eq!((reg.size(), prob.size()), (vec![5, 4], vec![5, 2]));
-        let (reg, pts, prob) = m.onet.forward(&Tensor::zeros([2, 3, 48, 48], (Kind::Float, Device::Cpu)));
-        assert_eq!((reg.size(), pts.size(), prob.size()), (vec![2, 4], vec![2, 10], vec![2, 2]));
+        let (reg, pts, prob) = m
+            .onet
+            .forward(&Tensor::zeros([2, 3, 48, 48], (Kind::Float, Device::Cpu)));
+        assert_eq!(
+            (reg.size(), pts.size(), prob.size()),
+            (vec![2, 4], vec![2, 10], vec![2, 2])
+        );
         assert_eq!(vs.variables().len(), 13 + 16 + 21);
     }
 
@@ -376,6 +393,9 @@ mod tests {
         let x = Tensor::from_slice(&[-5.0f32, -1.0, -3.0]).view([1, 1, 1, 3]);
         let y = max_pool(&x, 2, 2, true);
         // windows {-5,-1} and {-3, pad}: the pad must not win.
-        assert_eq!(Vec::<f32>::try_from(y.flatten(0, -1)).unwrap(), vec![-1.0, -3.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(y.flatten(0, -1)).unwrap(),
+            vec![-1.0, -3.0]
+        );
     }
 }

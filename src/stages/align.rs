@@ -103,14 +103,32 @@ impl Stage for Align {
         if p.image_size == 0 {
             bad("image_size", "`image_size` must be at least 1".into());
         }
-        if !(p.min_face_size >= 1.0) {
-            bad("min_face_size", format!("`min_face_size` must be at least 1 pixel, got {}", p.min_face_size));
+        if p.min_face_size.is_nan() || p.min_face_size < 1.0 {
+            bad(
+                "min_face_size",
+                format!(
+                    "`min_face_size` must be at least 1 pixel, got {}",
+                    p.min_face_size
+                ),
+            );
         }
-        if !(p.factor > 0.0 && p.factor < 1.0) {
-            bad("factor", format!("`factor` must be between 0 and 1 (exclusive), got {}", p.factor));
+        if p.factor.is_nan() || p.factor <= 0.0 || p.factor >= 1.0 {
+            bad(
+                "factor",
+                format!(
+                    "`factor` must be between 0 and 1 (exclusive), got {}",
+                    p.factor
+                ),
+            );
         }
         if p.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
-            bad("thresholds", format!("each threshold is a probability in [0, 1], got {:?}", p.thresholds));
+            bad(
+                "thresholds",
+                format!(
+                    "each threshold is a probability in [0, 1], got {:?}",
+                    p.thresholds
+                ),
+            );
         }
         issues
     }
@@ -126,13 +144,16 @@ impl Stage for Align {
         })?;
         let plan = Plan::of(&dataset)?;
         for empty in &plan.empty_identities {
-            tracing::warn!("stage `{}`: identity folder `{empty}` has no images", cx.stage_name());
+            tracing::warn!(
+                "stage `{}`: identity folder `{empty}` has no images",
+                cx.stage_name()
+            );
         }
         let device = super::common::device(cx)?;
         let workers = if device == Device::Cpu {
-            cx.options().threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get())
-            })
+            cx.options()
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             1
         };
@@ -186,8 +207,16 @@ impl Stage for Align {
             for _ in 0..workers.min(todo.len().max(1)) {
                 let copies: HashMap<String, Tensor> =
                     tensors.iter().map(|(k, t)| (k.clone(), t.copy())).collect();
-                let (tx, next, stop, todo, plan, settings, files, weights_path) =
-                    (tx.clone(), &next, &stop, &todo, &plan, &settings, &files, &weights_path);
+                let (tx, next, stop, todo, plan, settings, files, weights_path) = (
+                    tx.clone(),
+                    &next,
+                    &stop,
+                    &todo,
+                    &plan,
+                    &settings,
+                    &files,
+                    &weights_path,
+                );
                 handles.push(scope.spawn(move || -> Result<()> {
                     let mut vs = VarStore::new(device);
                     let nets = mtcnn::load(&mut vs, &copies, weights_path)?;
@@ -200,7 +229,8 @@ impl Stage for Align {
                         let Some(&job) = todo.get(k) else {
                             return Ok(());
                         };
-                        let record = align_one(&nets, &plan.jobs[job], plan, settings, files, device);
+                        let record =
+                            align_one(&nets, &plan.jobs[job], plan, settings, files, device);
                         if tx.send(record).is_err() {
                             return Ok(());
                         }
@@ -411,7 +441,9 @@ fn align_one(
     let chosen: Vec<usize> = if s.multiple {
         (0..faces.len()).collect()
     } else {
-        crop::choose_face(&faces, img.width, img.height).into_iter().collect()
+        crop::choose_face(&faces, img.width, img.height)
+            .into_iter()
+            .collect()
     };
     if chosen.is_empty() {
         record.failure = Some(if img.width.min(img.height) < s.detect.min_size as usize {
@@ -521,7 +553,11 @@ fn read_progress(path: &Path) -> Result<HashMap<String, Record>> {
         let Ok(record) = serde_json::from_str::<Record>(line) else {
             continue;
         };
-        if record.outputs.iter().all(|(rel, _)| files.join(rel).is_file()) {
+        if record
+            .outputs
+            .iter()
+            .all(|(rel, _)| files.join(rel).is_file())
+        {
             out.insert(record.input.clone(), record);
         }
     }
@@ -674,8 +710,14 @@ pub fn align_in_memory(
                     let Ok(img) = decode(path) else { continue };
                     let faces = align::detect_faces(&nets, &img, detect, Device::Cpu);
                     if let Some(k) = crop::choose_face(&faces, img.width, img.height) {
-                        if let Some(b) = crop::crop_box(&faces[k], params.margin, img.width, img.height) {
-                            std::hint::black_box(align::aligned_crop(&img, &b, params.image_size as usize));
+                        if let Some(b) =
+                            crop::crop_box(&faces[k], params.margin, img.width, img.height)
+                        {
+                            std::hint::black_box(align::aligned_crop(
+                                &img,
+                                &b,
+                                params.image_size as usize,
+                            ));
                             found.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -684,7 +726,8 @@ pub fn align_in_memory(
             }));
         }
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
         }
         Ok(())
     });

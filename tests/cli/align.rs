@@ -14,19 +14,7 @@ fn fixture_image(name: &str) -> PathBuf {
 }
 
 fn weights_dir() -> PathBuf {
-    let dir = std::env::var_os("VAEPIPE_MTCNN_WEIGHTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("VAEPIPE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("vaepipe"))
-                })
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/vaepipe")
-                });
-            cache.join("mtcnn")
-        });
+    let dir = vaepipe::models::mtcnn::default_weights_dir();
     assert!(
         dir.join("pnet.pt").is_file(),
         "MTCNN weights missing in {}: run scripts/fetch-mtcnn.sh",
@@ -70,17 +58,25 @@ fn identity_folders_are_aligned_and_every_failure_is_listed_with_its_reason() {
     let p = Project::new();
     let raw = p.path("raw");
     copy(&fixture_image("astronaut.png"), &raw.join("alice/a1.png"));
-    copy(&fixture_image("grace_hopper.png"), &raw.join("grace/g1.png"));
+    copy(
+        &fixture_image("grace_hopper.png"),
+        &raw.join("grace/g1.png"),
+    );
     copy(&fixture_image("grey.png"), &raw.join("grace/g2.png"));
     copy(&fixture_image("two_faces.png"), &raw.join("grace/g3.png"));
     std::fs::write(raw.join("alice/empty.jpg"), b"").unwrap();
-    std::fs::write(raw.join("alice/bad.jpg"), b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
+    std::fs::write(
+        raw.join("alice/bad.jpg"),
+        b"\xFF\xD8\xFF\xE0 not really a jpeg",
+    )
+    .unwrap();
     std::fs::create_dir_all(raw.join("nobody")).unwrap();
     p.file("al.toml", &experiment(&raw.display().to_string(), ""));
     let r = p.ok(&["run", "al.toml"]);
     assert!(r.all().contains("`nobody` has no images"), "{}", r.all());
     assert!(
-        r.all().contains("6 images: 3 aligned, 1 without a face, 1 with several faces, 2 errors"),
+        r.all()
+            .contains("6 images: 3 aligned, 1 without a face, 1 with several faces, 2 errors"),
         "{}",
         r.all()
     );
@@ -89,7 +85,10 @@ fn identity_folders_are_aligned_and_every_failure_is_listed_with_its_reason() {
         let img = image::open(out.join(f)).unwrap();
         assert_eq!((img.width(), img.height()), (48, 48), "{f}");
     }
-    assert!(out.join("nobody").is_dir(), "empty identity folders are kept");
+    assert!(
+        out.join("nobody").is_dir(),
+        "empty identity folders are kept"
+    );
     assert!(!out.join("grace/g2.png").exists());
     let failed = std::fs::read_to_string(out.join("failed.txt")).unwrap();
     assert!(failed.contains("grace/g2.png\tno face found"), "{failed}");
@@ -97,10 +96,20 @@ fn identity_folders_are_aligned_and_every_failure_is_listed_with_its_reason() {
     assert!(failed.contains("alice/bad.jpg\t"), "{failed}");
     let boxes = std::fs::read_to_string(out.join("bounding_boxes.txt")).unwrap();
     // The original's format: `<output> x1 y1 x2 y2`, or the output name alone on failure.
-    let line = boxes.lines().find(|l| l.starts_with("alice/a1.png ")).unwrap();
-    let coords: Vec<u32> = line.split(' ').skip(1).map(|v| v.parse().unwrap()).collect();
+    let line = boxes
+        .lines()
+        .find(|l| l.starts_with("alice/a1.png "))
+        .unwrap();
+    let coords: Vec<u32> = line
+        .split(' ')
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
     assert_eq!(coords.len(), 4);
-    assert!(coords[0] < coords[2] && coords[1] < coords[3] && coords[2] <= 128, "{line}");
+    assert!(
+        coords[0] < coords[2] && coords[1] < coords[3] && coords[2] <= 128,
+        "{line}"
+    );
     assert!(boxes.lines().any(|l| l == "grace/g2.png"), "{boxes}");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
@@ -139,9 +148,18 @@ fn detect_multiple_faces_writes_numbered_files_as_the_original() {
 fn a_raw_celeba_root_becomes_an_aligned_one_without_the_failed_rows() {
     let p = Project::new();
     let raw = p.path("celeba");
-    copy(&fixture_image("astronaut.png"), &raw.join("img_celeba/000001.jpg"));
-    copy(&fixture_image("coffee.png"), &raw.join("img_celeba/000002.jpg"));
-    copy(&fixture_image("grace_hopper.png"), &raw.join("img_celeba/000003.jpg"));
+    copy(
+        &fixture_image("astronaut.png"),
+        &raw.join("img_celeba/000001.jpg"),
+    );
+    copy(
+        &fixture_image("coffee.png"),
+        &raw.join("img_celeba/000002.jpg"),
+    );
+    copy(
+        &fixture_image("grace_hopper.png"),
+        &raw.join("img_celeba/000003.jpg"),
+    );
     let names = vaepipe_facedata::CELEBA_ATTRIBUTES.join(" ");
     let row = |n: &str, smile: &str| {
         let mut v = vec!["-1"; 40];

@@ -80,7 +80,8 @@ pub fn wild_image(
             .gen_range(FACE_SIZE.0..=FACE_SIZE.1)
             .min(room.saturating_sub(4))
             .max(24);
-        let tile = image::imageops::resize(&tile, size, size, image::imageops::FilterType::Triangle);
+        let tile =
+            image::imageops::resize(&tile, size, size, image::imageops::FilterType::Triangle);
         let x0 = slot as u32 * (w / slots);
         let x = x0 + rng.gen_range(0..=(w / slots).saturating_sub(size));
         let y = rng.gen_range(0..=h.saturating_sub(size));
@@ -96,7 +97,11 @@ fn background<R: Rng>(rng: &mut R, w: u32, h: u32) -> image::RgbImage {
     let stripes = rng.gen_range(3..12) as u32;
     image::RgbImage::from_fn(w, h, |x, y| {
         let t = (x + y) as f32 / (w + h) as f32;
-        let texture = if (x / stripes + y / stripes) % 2 == 0 { 6.0 } else { -6.0 };
+        let texture = if (x / stripes + y / stripes) % 2 == 0 {
+            6.0
+        } else {
+            -6.0
+        };
         image::Rgb(std::array::from_fn(|c| {
             (c0[c] * (1.0 - t) + c1[c] * t + texture).clamp(0.0, 255.0) as u8
         }))
@@ -171,6 +176,10 @@ mod tests {
         let first = dir.path().join(casia_identity_name(0)).join("001.jpg");
         let img = image::open(&first).unwrap();
         assert!(img.width() >= CANVAS_SIZE.0);
-        assert!(dir.path().join(casia_identity_name(1)).join("004.jpg").is_file());
+        assert!(dir
+            .path()
+            .join(casia_identity_name(1))
+            .join("004.jpg")
+            .is_file());
     }
 }
