@@ -2,7 +2,8 @@
 # Installs what building vaepipe needs and a fresh machine lacks, and nothing else:
 #   - libtorch 2.13.0 (tch 0.26 expects exactly that version), taken from the `torch` wheel on
 #     PyPI, into a per-user venv outside the repository so every clone and CI run reuses it;
-#   - Debian's libhdf5-dev, which the hdf5-metno crate links against.
+#   - Debian's libhdf5-dev, which the hdf5-metno crate links against;
+#   - MTCNN's pretrained weights for the `align` stage (scripts/fetch-mtcnn.sh, PyPI wheels).
 # Each step checks first, so a warm machine pays nothing. Prints the libtorch directory last,
 # which the Makefile exports as LIBTORCH.
 set -euo pipefail
@@ -33,5 +34,8 @@ if ! pkg-config --exists hdf5 2>/dev/null && [ ! -f /usr/include/hdf5/serial/hdf
   $sudo apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libhdf5-dev pkg-config >&2
 fi
+
+# MTCNN's pretrained weights for the `align` stage (PyPI wheels, unpacked once).
+"$(dirname "$0")/fetch-mtcnn.sh"
 
 echo "$torch_dir"

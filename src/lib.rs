@@ -3,6 +3,7 @@
 //! `vaepipe-engine` and the torch-free face data in `vaepipe-facedata`; this crate is where
 //! torch, images and HDF5 meet them. `main.rs` only parses the command line and dispatches.
 
+pub mod align;
 pub mod analysis;
 pub mod cli;
 pub mod data;

@@ -29,11 +29,22 @@ pub struct BenchArgs {
     /// Only the small configurations (batch 32): a quick look on a slow machine
     #[arg(long)]
     quick: bool,
+    /// `align` only: a folder of photos to time (default: 24 synthetic in-the-wild photos)
+    #[arg(long)]
+    images: Option<std::path::PathBuf>,
+    /// `align` only: MTCNN weights (default: where scripts/fetch-mtcnn.sh puts them)
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    /// `align` only: the python with facenet-pytorch for the baseline (default: set one up)
+    #[arg(long)]
+    baseline_python: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum BenchTarget {
     Train,
+    /// MTCNN alignment vs facenet-pytorch's MTCNN
+    Align,
 }
 
 struct Row {
@@ -43,7 +54,17 @@ struct Row {
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    let BenchTarget::Train = args.what;
+    if let BenchTarget::Align = args.what {
+        return super::bench_align::run(super::bench_align::AlignBench {
+            threads: args.threads.unwrap_or(2),
+            repeat: args.steps,
+            images: args.images,
+            weights: args
+                .weights
+                .unwrap_or_else(crate::models::mtcnn::default_weights_dir),
+            baseline_python: args.baseline_python,
+        });
+    }
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }

@@ -44,10 +44,15 @@ enum ImportTarget {
     FaceNet,
     /// a train_vae.py DFC-VAE (dfc_vae, dfc_vae_resnet or dfc_vae_large)
     Vae,
+    /// MTCNN for `align`: a directory with facenet-pytorch's pnet.pt, rnet.pt, onet.pt
+    Mtcnn,
 }
 
 pub fn run(args: ImportWeightsArgs) -> Result<ExitCode> {
     let source = &args.source;
+    if args.what == ImportTarget::Mtcnn {
+        return super::import_mtcnn::run(source, &args.output);
+    }
     let tensors = if source.extension().is_some_and(|e| e == "pt" || e == "pth") {
         let mut vs = VarStore::new(Device::Cpu);
         inception_resnet_v1::InceptionResnetV1::new(
@@ -101,6 +106,7 @@ pub fn run(args: ImportWeightsArgs) -> Result<ExitCode> {
             )?;
             println!("wrote {} ({arch}, latent size {latent}; {unused} checkpoint tensors not part of the VAE)", args.output.display());
         }
+        ImportTarget::Mtcnn => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,8 @@
 //! `vaepipe_engine::cli`; `main.rs` puts both under one `vaepipe` command.
 
 pub mod bench;
+pub mod bench_align;
+pub mod import_mtcnn;
 pub mod import_weights;
 pub mod modify;
 

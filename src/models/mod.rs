@@ -22,6 +22,7 @@ pub mod inception_resnet_v1;
 pub mod layers;
 pub mod loss;
 pub mod preprocess;
+pub mod mtcnn;
 pub mod pt_file;
 pub mod resize;
 pub mod softmax_head;

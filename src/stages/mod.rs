@@ -2,6 +2,7 @@
 //! engine looks them up in. A kind is a small `vaepipe_engine::stage::Stage` implementation:
 //! typed params (hashed into the cache key), the upstream roles it reads, and `run`.
 
+pub mod align;
 pub mod align_check;
 pub mod attribute_vectors;
 pub mod encode;
@@ -17,6 +18,7 @@ use vaepipe_engine::registry::Registry;
 pub fn registry() -> Registry {
     Registry::new()
         .with::<synth_faces::SynthFaces>()
+        .with::<align::Align>()
         .with::<align_check::AlignCheck>()
         .with::<train_facenet::TrainFacenet>()
         .with::<train_vae::TrainVae>()

@@ -62,6 +62,15 @@ impl Stage for SynthFaces {
             summary.casia_identities,
             summary.casia_images
         );
+        if summary.wild.images > 0 {
+            tracing::info!(
+                "stage `{}`: {} raw in-the-wild photos in wild/ ({} without a face, {} with two)",
+                cx.stage_name(),
+                summary.wild.images,
+                summary.wild.no_face,
+                summary.wild.two_faces
+            );
+        }
         Ok(())
     }
 }

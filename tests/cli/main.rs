@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a test failure
 
 mod golden_keys;
+mod align;
 mod pipeline;
 mod root_layers;
 mod support;

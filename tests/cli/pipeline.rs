@@ -352,14 +352,14 @@ fn smile_toml_without_data_stops_at_once_naming_paths_and_the_demo() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    for input in ["casia", "celeba", "facenet"] {
+    for input in ["casia", "celeba", "facenet", "mtcnn"] {
         assert!(
             stderr.contains(&format!("input `{input}` does not exist")),
             "{input}: {stderr}"
         );
     }
     assert!(
-        stderr.contains("empty-home/datasets/casia/casia_maxpy_mtcnnpy_182"),
+        stderr.contains("empty-home/datasets/casia/CASIA-WebFace"),
         "{stderr}"
     );
     assert!(

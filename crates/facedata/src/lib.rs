@@ -19,6 +19,7 @@ mod error;
 pub mod face;
 pub mod imageops;
 pub mod synth;
+pub mod wild;
 
 pub use align_check::{check, Expectation, FileSet, OnBad, Report};
 pub use batches::{BatchConfig, BatchLoader, FaceBatch, Position, Resize};

@@ -8,6 +8,7 @@
 //! out_dir/celeba/identity_CelebA.txt
 //! out_dir/casia/<7-digit id>/<nnn>.png           182×182 PNG, facenet MTCNN-alignment layout
 //! out_dir/casia/bounding_boxes_NNNNN.txt, revision_info.txt   as align_dataset_mtcnn.py leaves them
+//! out_dir/wild/<7-digit id>/<nnn>.jpg             raw "in the wild" photos for `align` (wild.rs)
 //! ```
 //!
 //! Determinism: every identity and every image draws from its own ChaCha8 stream derived from
@@ -46,6 +47,17 @@ pub struct SynthParams {
     pub images_per_identity: usize,
     /// JPEG quality (1–100) of the CelebA images.
     pub jpeg_quality: u8,
+    /// Identity folders of raw in-the-wild photos (`wild/`, see `wild.rs`); 0 skips them.
+    /// Left out of the canonical params when 0, so existing cache keys do not change.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub wild_identities: usize,
+    /// Raw photos per wild identity (`001.jpg` …).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub wild_images_per_identity: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for SynthParams {
@@ -58,6 +70,8 @@ impl Default for SynthParams {
             identities: 40,
             images_per_identity: 25,
             jpeg_quality: 90,
+            wild_identities: 0,
+            wild_images_per_identity: 0,
         }
     }
 }
@@ -73,6 +87,8 @@ pub struct SynthSummary {
     pub casia_images: usize,
     /// Positive count of each CelebA attribute over the CelebA set, in attribute order.
     pub attribute_positives: Vec<(String, usize)>,
+    /// What the in-the-wild layout holds (zeros when not written).
+    pub wild: crate::wild::WildSummary,
 }
 
 /// Which set a stream belongs to (part of the RNG derivation).
@@ -83,6 +99,7 @@ enum Stream {
     CasiaIdentity = 3,
     CasiaImage = 4,
     Layout = 5,
+    Wild = 6,
 }
 
 /// SplitMix64 finaliser: a well-mixed 64-bit value from a seed and a stream/index pair.
@@ -97,6 +114,11 @@ fn mix(seed: u64, stream: Stream, index: u64) -> u64 {
 
 fn rng_for(seed: u64, stream: Stream, index: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(mix(seed, stream, index))
+}
+
+/// The stream of wild image `index` (see `wild.rs`).
+pub(crate) fn rng_for_wild(seed: u64, index: u64) -> ChaCha8Rng {
+    rng_for(seed, Stream::Wild, index)
 }
 
 /// The CelebA face at 0-based `index` (image `index + 1`) for `seed`, with its identity number.
@@ -217,7 +239,7 @@ fn validate(p: &SynthParams) -> Result<()> {
             ),
         );
     }
-    if p.images_per_identity > 999 {
+    if p.images_per_identity > 999 || p.wild_images_per_identity > 999 {
         return bad(
             "images_per_identity",
             format!(
@@ -245,6 +267,7 @@ pub fn generate(out_dir: &Path, params: &SynthParams, seed: u64) -> Result<Synth
         casia_identities: 0,
         casia_images: 0,
         attribute_positives: Vec::new(),
+        wild: Default::default(),
     };
     if params.celeba_images > 0 {
         write_celeba(&out_dir.join("celeba"), params, seed, &mut summary)?;
@@ -253,6 +276,15 @@ pub fn generate(out_dir: &Path, params: &SynthParams, seed: u64) -> Result<Synth
         write_casia(&out_dir.join("casia"), params, seed)?;
         summary.casia_identities = params.identities;
         summary.casia_images = params.identities * params.images_per_identity;
+    }
+    if params.wild_identities > 0 && params.wild_images_per_identity > 0 {
+        summary.wild = crate::wild::write_wild(
+            &out_dir.join("wild"),
+            seed,
+            params.wild_identities,
+            params.wild_images_per_identity,
+            params.jpeg_quality,
+        )?;
     }
     Ok(summary)
 }
