@@ -8,5 +8,6 @@ pub mod cli;
 pub mod device;
 pub mod formats;
 pub mod models;
+pub mod precision;
 pub mod stages;
 pub mod train;

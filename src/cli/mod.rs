@@ -4,6 +4,7 @@
 //! `vaepipe_engine::cli`; `main.rs` puts both under one `vaepipe` command.
 
 pub mod bench;
+pub mod doctor;
 pub mod import_weights;
 pub mod modify;
 
@@ -15,6 +16,8 @@ pub enum ModelCommand {
     Modify(modify::ModifyArgs),
     /// Measure training and data throughput on this machine and print a table
     Bench(bench::BenchArgs),
+    /// Check this machine: versions, devices, TF32, HDF5, and that each device computes right
+    Doctor(doctor::DoctorArgs),
     /// Convert facenet's TensorFlow checkpoints or facenet-pytorch .pt files to safetensors
     ImportWeights(import_weights::ImportWeightsArgs),
 }
@@ -24,6 +27,7 @@ pub fn execute(cmd: ModelCommand) -> ExitCode {
         ModelCommand::Modify(args) => modify::run(args),
         ModelCommand::Bench(args) => bench::run(args),
         ModelCommand::ImportWeights(args) => import_weights::run(args),
+        ModelCommand::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,

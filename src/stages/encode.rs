@@ -13,6 +13,7 @@ use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
 use crate::formats::latents_h5::LatentSet;
 use crate::models;
+use crate::precision::Precision;
 use crate::stages::common::{self, FaceSet};
 use crate::stages::train_vae::VaeSpec;
 
@@ -35,6 +36,9 @@ pub struct EncodeParams {
     /// latent shares (the original used 128).
     pub batch_size: usize,
     pub encode_bn: EncodeBn,
+    /// `fp32` (default), `tf32` or `bf16` autocast (src/precision); out of the key when `fp32`.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 impl Default for EncodeParams {
@@ -42,6 +46,7 @@ impl Default for EncodeParams {
         EncodeParams {
             batch_size: 128,
             encode_bn: EncodeBn::Batch,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -89,6 +94,8 @@ impl Stage for Encode {
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
         let device = common::device(cx)?;
+        p.precision.apply()?;
+        cx.note("precision", p.precision.name());
         let (spec, _vs, vae) = VaeSpec::load(cx.require_input("model")?, device)?;
         let set = FaceSet::celeba(cx.require_input("data")?, cx.input("check"))?;
         let train_bn = p.encode_bn == EncodeBn::Batch;
@@ -108,14 +115,16 @@ impl Stage for Encode {
             let batch = batch?;
             let indices = batch.indices.clone();
             let x = models::resize::resize(
-                &common::batch_tensor(&batch, device),
+                &crate::device::upload_batch(&batch, device),
                 size,
                 size,
                 spec.resize.sampling(),
             );
             tch::manual_seed(common::step_seed(cx.seed(), b as u64));
             let (mean, z) = tch::no_grad(|| {
-                let (mean, log_var) = vae.encode(&x, train_bn);
+                let (mean, log_var) =
+                    p.precision.autocast(device, || vae.encode(&x, train_bn));
+                let (mean, log_var) = (mean.to_kind(Kind::Float), log_var.to_kind(Kind::Float));
                 let z = models::reparameterize(&mean, &log_var);
                 (mean, z)
             });

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a test failure
 
+mod gpu;
 mod pipeline;
 mod support;
 mod tidy;
