@@ -71,7 +71,7 @@ rm -rf "$out"
 mkdir -p "$out"
 cp "$CARGO_TARGET_DIR/dist/vaepipe" "$out/vaepipe"
 {
-  echo "built $(date -u +%FT%TZ) on $(hostname) against $(grep __version__ "$torch_dir/version.py" | cut -d"'" -f2)"
+  echo "built $(date -u +%FT%TZ) on $(hostname) against libtorch $(grep '^__version__' "$torch_dir/version.py" | cut -d"'" -f2)"
   echo "commit $(git -C "$root" rev-parse HEAD)$(git -C "$root" diff --quiet || echo ' (with local changes)')"
   echo "needs from the host: glibc and libtorch (LD_LIBRARY_PATH=<torch>/lib):"
   readelf -d "$out/vaepipe" | grep NEEDED | sed 's/.*\[\(.*\)\]/  \1/'

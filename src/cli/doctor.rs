@@ -115,7 +115,7 @@ fn print_facts(cuda: usize) {
             println!("  cuda:{i} {line}");
         }
         let cudnn = if tch::Cuda::cudnn_is_available() {
-            cuda_version(tch::utils::version_cudnn())
+            cudnn_version(tch::utils::version_cudnn())
         } else {
             "not available".into()
         };
@@ -152,12 +152,21 @@ fn on_off(b: bool) -> &'static str {
     }
 }
 
-/// CUDA encodes versions as major·1000 + minor·10 (cuDNN 9: major·10000 + minor·100 + patch).
+/// The CUDA runtime encodes its version as major·1000 + minor·10.
 fn cuda_version(v: i64) -> String {
-    if v >= 10_000 {
+    if v > 0 {
+        format!("{}.{}", v / 1000, v / 10 % 100)
+    } else {
+        "unknown".into()
+    }
+}
+
+/// cuDNN 9 encodes major·10000 + minor·100 + patch; cuDNN 8 major·1000 + minor·100 + patch.
+fn cudnn_version(v: i64) -> String {
+    if v >= 90_000 {
         format!("{}.{}.{}", v / 10_000, v / 100 % 100, v % 100)
     } else if v > 0 {
-        format!("{}.{}", v / 1000, v / 10 % 100)
+        format!("{}.{}.{}", v / 1000, v / 100 % 10, v % 100)
     } else {
         "unknown".into()
     }
@@ -382,8 +391,9 @@ mod tests {
     fn cuda_versions_read_as_people_write_them() {
         assert_eq!(cuda_version(13_000), "13.0");
         assert_eq!(cuda_version(12_080), "12.8");
-        assert_eq!(cuda_version(91_002), "9.10.2");
         assert_eq!(cuda_version(0), "unknown");
+        assert_eq!(cudnn_version(91_002), "9.10.2");
+        assert_eq!(cudnn_version(8_907), "8.9.7");
     }
 
     #[test]
