@@ -45,7 +45,10 @@ fn compile_precision_shim(lib: &Path) {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = lib.parent().map(|root| root.join("include"));
     let Some(include) = include.filter(|dir| dir.is_dir()) else {
-        panic!("libtorch's include/ directory is missing beside {}", lib.display());
+        panic!(
+            "libtorch's include/ directory is missing beside {}",
+            lib.display()
+        );
     };
     // The wheels since torch 2.7 use the C++11 ABI; torch-sys makes the same assumption.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());

@@ -197,7 +197,10 @@ mod tests {
         assert!(path.is_file(), "{}", path.display());
         let version = libtorch_version_beside(&path).expect("a version beside it");
         assert!(version.starts_with("2."), "{version}");
-        assert_eq!(LIBTORCH_VERSION, version, "built against one libtorch, loaded another");
+        assert_eq!(
+            LIBTORCH_VERSION, version,
+            "built against one libtorch, loaded another"
+        );
     }
 
     #[test]

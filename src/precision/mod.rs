@@ -50,7 +50,10 @@ impl Precision {
     pub fn apply(self) -> Result<()> {
         let tf32 = self == Precision::Tf32;
         if ffi::set_tf32(tf32, tf32) != 0 {
-            bail!("libtorch refused to set TF32 mode for precision `{}`", self.name());
+            bail!(
+                "libtorch refused to set TF32 mode for precision `{}`",
+                self.name()
+            );
         }
         Ok(())
     }
@@ -135,9 +138,18 @@ mod tests {
         let x = Tensor::randn([1, 3, 8, 8], (Kind::Float, Device::Cpu));
         let w = Tensor::randn([4, 3, 3, 3], (Kind::Float, Device::Cpu));
         let conv = || x.conv2d(&w, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
-        assert_eq!(Precision::Bf16.autocast(Device::Cpu, conv).kind(), Kind::BFloat16);
-        assert_eq!(Precision::Fp32.autocast(Device::Cpu, conv).kind(), Kind::Float);
-        assert_eq!(Precision::Tf32.autocast(Device::Cpu, conv).kind(), Kind::Float);
+        assert_eq!(
+            Precision::Bf16.autocast(Device::Cpu, conv).kind(),
+            Kind::BFloat16
+        );
+        assert_eq!(
+            Precision::Fp32.autocast(Device::Cpu, conv).kind(),
+            Kind::Float
+        );
+        assert_eq!(
+            Precision::Tf32.autocast(Device::Cpu, conv).kind(),
+            Kind::Float
+        );
         // Left cleanly: the next plain conv is float32 again.
         assert_eq!(conv().kind(), Kind::Float);
     }

@@ -122,8 +122,7 @@ impl Stage for Encode {
             );
             tch::manual_seed(common::step_seed(cx.seed(), b as u64));
             let (mean, z) = tch::no_grad(|| {
-                let (mean, log_var) =
-                    p.precision.autocast(device, || vae.encode(&x, train_bn));
+                let (mean, log_var) = p.precision.autocast(device, || vae.encode(&x, train_bn));
                 let (mean, log_var) = (mean.to_kind(Kind::Float), log_var.to_kind(Kind::Float));
                 let z = models::reparameterize(&mean, &log_var);
                 (mean, z)

@@ -469,7 +469,11 @@ impl<'p> StepRunner<'p> {
             }
         };
         let kl = models::loss::kl_loss(&mean.to_kind(Kind::Float), &log_var.to_kind(Kind::Float));
-        Ok((rec.to_kind(Kind::Float), kl, reconstructed.to_kind(Kind::Float)))
+        Ok((
+            rec.to_kind(Kind::Float),
+            kl,
+            reconstructed.to_kind(Kind::Float),
+        ))
     }
 }
 
@@ -812,15 +816,29 @@ mod tests {
             tch::manual_seed(1);
             let x = Tensor::randn([2, 3, 160, 160], (Kind::Float, Device::Cpu));
             let losses = runner.step(&x, 1e-3, false).unwrap();
-            let kinds: Vec<Kind> = runner.vs.trainable_variables().iter().map(Tensor::kind).collect();
+            let kinds: Vec<Kind> = runner
+                .vs
+                .trainable_variables()
+                .iter()
+                .map(Tensor::kind)
+                .collect();
             (losses.total(), kinds)
         };
         let (fp32, _) = run(Precision::Fp32);
         let (bf16, kinds) = run(Precision::Bf16);
-        assert!(kinds.iter().all(|&k| k == Kind::Float), "master weights stay float32: {kinds:?}");
-        assert!(bf16.is_finite() && bf16 != fp32, "fp32 {fp32} vs bf16 {bf16}");
+        assert!(
+            kinds.iter().all(|&k| k == Kind::Float),
+            "master weights stay float32: {kinds:?}"
+        );
+        assert!(
+            bf16.is_finite() && bf16 != fp32,
+            "fp32 {fp32} vs bf16 {bf16}"
+        );
         // Close, though: bf16 keeps 8 mantissa bits.
-        assert!((bf16 - fp32).abs() < 0.05 * fp32.abs(), "fp32 {fp32} vs bf16 {bf16}");
+        assert!(
+            (bf16 - fp32).abs() < 0.05 * fp32.abs(),
+            "fp32 {fp32} vs bf16 {bf16}"
+        );
     }
 
     #[test]

@@ -83,8 +83,8 @@ pub fn drive(
     // Timings of steps whose records have not come back yet.
     let mut timings: BTreeMap<u64, (Duration, Duration)> = BTreeMap::new();
     let write_records = |records: Vec<StepRecord>,
-                             timings: &mut BTreeMap<u64, (Duration, Duration)>,
-                             metrics: &mut std::fs::File|
+                         timings: &mut BTreeMap<u64, (Duration, Duration)>,
+                         metrics: &mut std::fs::File|
      -> Result<()> {
         for mut record in records {
             let (waited, busy) = timings.remove(&record.step).unwrap_or_default();

@@ -30,13 +30,20 @@ fn doctor_without_cuda_runs_the_cpu_checks_says_so_and_passes() {
     let r = p.run(&["doctor", "--require-cuda"]);
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stdout.contains("FAIL CUDA device"), "{}", r.stdout);
-    assert!(r.stdout.contains("what to do: check `nvidia-smi`"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("what to do: check `nvidia-smi`"),
+        "{}",
+        r.stdout
+    );
 }
 
 /// The `key` line of `stage` in `vaepipe plan -v`.
 fn key_of(p: &Project, stage: &str) -> String {
     let r = p.ok(&["plan", "tiny.toml", "-v"]);
-    let mut lines = r.stdout.lines().skip_while(|l| !l.trim_start().starts_with(stage));
+    let mut lines = r
+        .stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(stage));
     lines
         .find_map(|l| l.trim().strip_prefix("key").map(|k| k.trim().to_owned()))
         .unwrap_or_else(|| panic!("no key for `{stage}` in:\n{}", r.stdout))
@@ -58,10 +65,18 @@ fn precision_changes_keys_only_when_it_is_not_fp32() {
         )
     };
     p.file("tiny.toml", &with("fp32", "fp32"));
-    assert_eq!(key_of(&p, "train"), train, "an explicit fp32 is the default");
+    assert_eq!(
+        key_of(&p, "train"),
+        train,
+        "an explicit fp32 is the default"
+    );
     assert_eq!(key_of(&p, "encode"), encode);
     p.file("tiny.toml", &with("bf16", "fp32"));
-    assert_ne!(key_of(&p, "train"), train, "bf16 changes results, so the key");
+    assert_ne!(
+        key_of(&p, "train"),
+        train,
+        "bf16 changes results, so the key"
+    );
     p.file("tiny.toml", &with("fp32", "tf32"));
     assert_eq!(key_of(&p, "train"), train);
     assert_ne!(key_of(&p, "encode"), encode);
@@ -97,8 +112,15 @@ fn reading_losses_back_every_few_steps_changes_no_bit() {
         let p = Project::new();
         p.file("tiny.toml", &config);
         let mut c = p.command(&["run", "tiny.toml", "--only", "train", "--threads", "1"]);
-        let out = c.env("VAEPIPE_LOSS_READ_EVERY", read_every).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = c
+            .env("VAEPIPE_LOSS_READ_EVERY", read_every)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         p
     };
     let (every, late) = (run("1"), run("2"));

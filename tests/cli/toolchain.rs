@@ -60,13 +60,19 @@ fn version_names_vaepipe_libtorch_and_cuda_without_ld_library_path() {
     // The version it was built against, and the file the loader picked, with its version.
     let built = vaepipe::device::LIBTORCH_VERSION;
     assert!(built.starts_with("2."), "{built}");
-    assert!(text.contains(&format!("libtorch {built} (built against)")), "{text}");
+    assert!(
+        text.contains(&format!("libtorch {built} (built against)")),
+        "{text}"
+    );
     let loaded = text
         .lines()
         .find_map(|l| l.strip_prefix("libtorch loaded "))
         .unwrap_or_else(|| panic!("no `libtorch loaded` line: {text}"));
     let path = loaded.split(" (version ").next().unwrap();
-    assert!(path.ends_with("libtorch_cpu.so") && std::path::Path::new(path).is_file(), "{text}");
+    assert!(
+        path.ends_with("libtorch_cpu.so") && std::path::Path::new(path).is_file(),
+        "{text}"
+    );
     assert!(loaded.ends_with(&format!("(version {built})")), "{text}");
     let cuda_line = if tch::Cuda::is_available() {
         "CUDA available"
