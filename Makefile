@@ -13,7 +13,7 @@ export LIBTORCH
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: demo test build bench fmt lint
+.PHONY: demo test build bench fmt lint dist
 
 demo:
 	$(CARGO) run --quiet -- run experiments/demo.toml $(ARGS)
@@ -34,3 +34,8 @@ fmt:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
+# The portable binary (issue 16): stripped, HDF5 linked statically, needing only glibc and a
+# libtorch (rpath, LD_LIBRARY_PATH or LIBTORCH's). Built against torch 2.11 for the GPU machine
+# and gathered into .device/ by scripts/device/prepare.sh; prints the binary's path and size.
+dist:
+	scripts/device/prepare.sh

@@ -10,6 +10,9 @@
 //! `--no-as-needed`, which keeps its CUDA half (and everything it needs) in the link.
 
 //!
+//! It compiles `src/precision/shim.cpp`, the few libtorch switches tch does not expose (TF32,
+//! bf16 autocast), against the same libtorch's headers.
+//!
 //! It also records the libtorch version for `vaepipe --version` and the manifests.
 
 use std::path::Path;
@@ -32,7 +35,32 @@ fn main() {
             println!("cargo:rustc-link-arg=-ltorch_cuda");
         }
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        compile_precision_shim(Path::new(&lib));
     }
+}
+
+/// Builds `src/precision/shim.cpp` into a static library linked before libtorch.
+fn compile_precision_shim(lib: &Path) {
+    println!("cargo:rerun-if-changed=src/precision/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib.parent().map(|root| root.join("include"));
+    let Some(include) = include.filter(|dir| dir.is_dir()) else {
+        panic!(
+            "libtorch's include/ directory is missing beside {}",
+            lib.display()
+        );
+    };
+    // The wheels since torch 2.7 use the C++11 ABI; torch-sys makes the same assumption.
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/precision/shim.cpp")
+        .include(&include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("vaepipe_precision_shim");
 }
 
 /// The wheel's `torch/version.py` (`__version__ = '2.13.0+cu130'`) or a libtorch zip's

@@ -4,8 +4,13 @@
 //! runs everywhere. Asking for CUDA explicitly on a machine without it is an error rather
 //! than a silent fallback: a user who wrote `cuda` wants to know. The device is never part of
 //! a cache key (see the engine's key table); stages record the one they used in the manifest.
+//!
+//! It also says which libtorch the process really loaded (the rpath, `LD_LIBRARY_PATH` or
+//! `LIBTORCH` may each point at one), and uploads batches to a GPU without waiting.
 
-use tch::Device;
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DeviceError {
@@ -80,15 +85,23 @@ pub fn name(device: Device) -> String {
 /// The libtorch version vaepipe was built against (read by build.rs).
 pub const LIBTORCH_VERSION: &str = env!("VAEPIPE_LIBTORCH_VERSION");
 
-/// The long `--version` text: vaepipe, libtorch, and what CUDA offers here.
+/// The long `--version` text: vaepipe, libtorch (built against, and the file loaded), and
+/// what CUDA offers here.
 pub fn version_text() -> String {
     let available = Available::probe();
     let cuda = match available.cuda_devices {
         0 => "not available".to_owned(),
         n => format!("available, {n} device(s)"),
     };
+    let loaded = match loaded_libtorch() {
+        Some(path) => {
+            let version = libtorch_version_beside(&path).unwrap_or_else(|| "unknown".into());
+            format!("loaded {} (version {version})", path.display())
+        }
+        None => "loaded: not found in /proc/self/maps".to_owned(),
+    };
     format!(
-        "{}\nlibtorch {LIBTORCH_VERSION}\nCUDA {cuda}",
+        "{}\nlibtorch {LIBTORCH_VERSION} (built against)\nlibtorch {loaded}\nCUDA {cuda}",
         env!("CARGO_PKG_VERSION")
     )
 }
@@ -100,6 +113,46 @@ pub fn for_stage(cx: &vaepipe_engine::stage::StageCx<'_>) -> anyhow::Result<Devi
         tch::set_num_threads(threads as i32);
     }
     Ok(select(&cx.options().device, Available::probe())?)
+}
+
+/// The `libtorch_cpu.so` this process mapped (the dynamic loader's choice), from
+/// /proc/self/maps; `None` where that file does not exist (not Linux).
+pub fn loaded_libtorch() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            Path::new(path)
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("libtorch_cpu.so"))
+        })
+        .map(PathBuf::from)
+}
+
+/// The version of the libtorch whose `lib/` holds `library`: the wheel's `torch/version.py`
+/// or a libtorch zip's `build-version`, one level above `lib/` (as build.rs reads it).
+pub fn libtorch_version_beside(library: &Path) -> Option<String> {
+    let root = library.parent()?.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find(|l| l.starts_with("__version__"))?;
+        return Some(line.split('\'').nth(1)?.to_owned());
+    }
+    let text = std::fs::read_to_string(root.join("build-version")).ok()?;
+    Some(text.trim().to_owned())
+}
+
+/// A face batch as an NCHW float tensor on `device`. To a GPU it goes from pinned host
+/// memory with a non-blocking copy, so the host queues the upload and moves on (libtorch's
+/// pinned-memory allocator keeps the buffer until the copy is done); on the CPU it is the
+/// plain tensor, so CPU results are unchanged.
+pub fn upload_batch(batch: &vaepipe_facedata::FaceBatch, device: Device) -> Tensor {
+    let host = crate::data::batch_tensor(batch, Device::Cpu);
+    if device.is_cuda() {
+        host.pin_memory(device)
+            .to_device_(device, Kind::Float, true, false)
+    } else {
+        host
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +196,20 @@ mod tests {
             })
         );
         assert_eq!(select("CUDA:1", TWO_GPUS), Ok(Device::Cuda(1)));
+    }
+
+    #[test]
+    fn the_loaded_libtorch_is_a_real_file_with_a_version() {
+        // Any tensor op has mapped libtorch by now.
+        let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+        let path = loaded_libtorch().expect("libtorch_cpu.so is in /proc/self/maps");
+        assert!(path.is_file(), "{}", path.display());
+        let version = libtorch_version_beside(&path).expect("a version beside it");
+        assert!(version.starts_with("2."), "{version}");
+        assert_eq!(
+            LIBTORCH_VERSION, version,
+            "built against one libtorch, loaded another"
+        );
     }
 
     #[test]

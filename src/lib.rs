@@ -11,5 +11,6 @@ pub mod device;
 pub mod formats;
 pub mod limits;
 pub mod models;
+pub mod precision;
 pub mod stages;
 pub mod train;

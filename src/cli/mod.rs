@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod bench_align;
 pub mod import_mtcnn;
+pub mod doctor;
 pub mod import_weights;
 pub mod modify;
 
@@ -17,6 +18,8 @@ pub enum ModelCommand {
     Modify(modify::ModifyArgs),
     /// Measure training and data throughput on this machine and print a table
     Bench(bench::BenchArgs),
+    /// Check this machine: versions, devices, TF32, HDF5, and that each device computes right
+    Doctor(doctor::DoctorArgs),
     /// Convert facenet's TensorFlow checkpoints or facenet-pytorch .pt files to safetensors
     ImportWeights(import_weights::ImportWeightsArgs),
 }
@@ -26,6 +29,7 @@ pub fn execute(cmd: ModelCommand) -> ExitCode {
         ModelCommand::Modify(args) => modify::run(args),
         ModelCommand::Bench(args) => bench::run(args),
         ModelCommand::ImportWeights(args) => import_weights::run(args),
+        ModelCommand::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,

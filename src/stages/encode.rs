@@ -17,6 +17,7 @@ use crate::formats::vae_spec::VaeSpec;
 use crate::models;
 use crate::train::metrics::progress_bar;
 use crate::train::seed::step_seed;
+use crate::precision::Precision;
 
 pub struct Encode;
 
@@ -37,6 +38,9 @@ pub struct EncodeParams {
     /// latent shares (the original used 128).
     pub batch_size: usize,
     pub encode_bn: EncodeBn,
+    /// `fp32` (default), `tf32` or `bf16` autocast (src/precision); out of the key when `fp32`.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 impl Default for EncodeParams {
@@ -44,6 +48,7 @@ impl Default for EncodeParams {
         EncodeParams {
             batch_size: 128,
             encode_bn: EncodeBn::Batch,
+            precision: Precision::Fp32,
         }
     }
 }
@@ -99,6 +104,8 @@ impl Stage for Encode {
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
         let device = crate::device::for_stage(cx)?;
+        p.precision.apply()?;
+        cx.note("precision", p.precision.name());
         let (spec, _vs, vae) = VaeSpec::load(cx.require_input("model")?, device)?;
         let set = FaceSet::celeba(cx.require_input("data")?, cx.input("check"))?;
         let train_bn = p.encode_bn == EncodeBn::Batch;
@@ -119,14 +126,15 @@ impl Stage for Encode {
             let batch = batch?;
             let indices = batch.indices.clone();
             let x = models::resize::resize(
-                &batch_tensor(&batch, device),
+                &crate::device::upload_batch(&batch, device),
                 size,
                 size,
                 spec.resize.sampling(),
             );
             tch::manual_seed(step_seed(cx.seed(), b as u64));
             let (mean, z) = tch::no_grad(|| {
-                let (mean, log_var) = vae.encode(&x, train_bn);
+                let (mean, log_var) = p.precision.autocast(device, || vae.encode(&x, train_bn));
+                let (mean, log_var) = (mean.to_kind(Kind::Float), log_var.to_kind(Kind::Float));
                 let z = models::reparameterize(&mean, &log_var);
                 (mean, z)
             });

@@ -563,7 +563,7 @@ impl TrainingTask for FacenetTask<'_, '_> {
         step: u64,
         batch: &vaepipe_facedata::FaceBatch,
         _save: bool,
-    ) -> Result<StepRecord> {
+    ) -> Result<Vec<StepRecord>> {
         let p = self.run.p;
         let lr = p.learning_rate_at(step);
         // Flips and dropout depend only on (seed, step): the driver seeded this step.
@@ -596,10 +596,11 @@ impl TrainingTask for FacenetTask<'_, '_> {
             "loss": stats.loss, "cross_entropy": stats.cross_entropy,
             "accuracy": stats.accuracy, "learning_rate": lr,
         });
-        Ok(StepRecord {
+        Ok(vec![StepRecord {
+            step,
             metrics: metrics.as_object().cloned().unwrap_or_default(),
             message: format!("loss {:.4}  accuracy {:.3}", stats.loss, stats.accuracy),
-        })
+        }])
     }
 
     fn save(&mut self, step: u64) -> Result<()> {

@@ -8,6 +8,11 @@
 //! PLAIN works, the data order is a deterministic shuffle, checkpoints carry the optimizer
 //! state, and a killed run resumes from its last checkpoint to the same bits.
 //!
+//! On a GPU a step never waits for the device: losses stay there and are read back every
+//! [`LOSS_READ_EVERY`] steps (and before every save), and the next batch is uploaded from
+//! pinned memory while the current step runs. `precision` (src/precision) picks fp32 (the
+//! original's numerics, the default), tf32 or bf16 autocast.
+//!
 //! Artifact: `vae.safetensors` + `vae.json` (what `encode`, `render-attribute` and `modify`
 //! load), `checkpoints/step-N/` (last 3), `reconstructed_%06d.png`, `logs.h5`,
 //! `metrics.jsonl` (one line per step), `loss_curve.png`.
@@ -17,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
 use crate::data::{batch_tensor, ImageList, LoaderConfig};
@@ -28,6 +33,7 @@ use crate::formats::vae_spec::VaeSpec;
 use crate::models::preprocess::{to_nhwc_vec, Normalization, PerceptualInput, Resize};
 use crate::models::{self, VaeArch};
 use crate::stages::params;
+use crate::precision::Precision;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
@@ -87,6 +93,24 @@ pub struct TrainVaeParams {
     pub perceptual_input: PerceptualInput,
     pub weights: WeightsSource,
     pub normalization: Normalization,
+    /// `fp32` (the original's numerics), `tf32` or `bf16` (autocast, FP32 master weights).
+    /// Left out of the key when `fp32`, so keys from before the param existed still hold.
+    #[serde(skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
+}
+
+/// On a GPU, losses are read back (a host–device synchronisation) every this many steps.
+pub const LOSS_READ_EVERY: usize = 25;
+
+/// How often this run reads losses back: `VAEPIPE_LOSS_READ_EVERY` when set (how a run
+/// runs, never in a key; the tests use it to show late reading changes no bit), else
+/// [`LOSS_READ_EVERY`] on a GPU and every step on the CPU, where there is nothing to overlap.
+fn loss_read_every(device: Device) -> usize {
+    std::env::var("VAEPIPE_LOSS_READ_EVERY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(if device.is_cuda() { LOSS_READ_EVERY } else { 1 })
 }
 
 impl Default for TrainVaeParams {
@@ -111,6 +135,7 @@ impl Default for TrainVaeParams {
             perceptual_input: PerceptualInput::default(),
             weights: WeightsSource::default(),
             normalization: Normalization::default(),
+            precision: Precision::Fp32,
         }
     }
 }
@@ -310,6 +335,12 @@ struct Trainer<'p> {
     history: LossHistory,
     /// The reconstructions of a step about to be saved (for its grid).
     pending_grid: Option<Tensor>,
+    /// Losses still on the device: (step, learning rate, [total, rec, kl]).
+    pending_losses: Vec<(u64, f64, Tensor)>,
+    /// Read losses back when this many are pending (1 on the CPU: nothing to overlap).
+    read_every: usize,
+    /// The next step's batch, already on its way to the device.
+    prefetched: Option<Tensor>,
 }
 
 impl<'p> StepRunner<'p> {
@@ -371,6 +402,23 @@ impl<'p> StepRunner<'p> {
         keep_reconstruction: bool,
     ) -> Result<StepLosses> {
         let p = self.p;
+        // The forward pass, under bf16 autocast when asked; losses are float32 either way.
+        let (rec, kl, reconstructed) = p
+            .precision
+            .autocast(self.device, || self.forward(originals))?;
+        let total = &kl * p.alfa + &rec * p.beta;
+        self.adam.zero_grad();
+        total.backward();
+        self.adam.step(lr);
+        Ok(StepLosses {
+            values: Tensor::stack(&[total.detach(), rec.detach(), kl.detach()], 0),
+            reconstructed: keep_reconstruction.then(|| reconstructed.detach()),
+        })
+    }
+
+    /// Reconstruction loss, KL loss (float32 scalars) and the reconstructions.
+    fn forward(&self, originals: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let p = self.p;
         let size = p.model.image_size();
         let sampling = p.resize.sampling();
         // [B,3,160,160] normalised → [B,3,s,s]
@@ -398,17 +446,12 @@ impl<'p> StepRunner<'p> {
                 models::loss::plain_loss(&pixels(&images), &pixels(&reconstructed))
             }
         };
-        let kl = models::loss::kl_loss(&mean, &log_var);
-        let total = &kl * p.alfa + &rec * p.beta;
-        self.adam.zero_grad();
-        total.backward();
-        self.adam.step(lr);
-        Ok(StepLosses {
-            total: total.double_value(&[]),
-            rec: rec.double_value(&[]),
-            kl: kl.double_value(&[]),
-            reconstructed: keep_reconstruction.then(|| reconstructed.detach()),
-        })
+        let kl = models::loss::kl_loss(&mean.to_kind(Kind::Float), &log_var.to_kind(Kind::Float));
+        Ok((
+            rec.to_kind(Kind::Float),
+            kl,
+            reconstructed.to_kind(Kind::Float),
+        ))
     }
 }
 
@@ -446,6 +489,8 @@ impl<'p> Trainer<'p> {
                 None
             }
         };
+        p.precision.apply()?;
+        cx.note("precision", p.precision.name());
         let runner = StepRunner::new(p, device, cx.seed(), weights.as_deref())?;
         let work = cx.partial_dir().join("work");
         std::fs::create_dir_all(&work)?;
@@ -459,6 +504,9 @@ impl<'p> Trainer<'p> {
             work,
             history: LossHistory::default(),
             pending_grid: None,
+            pending_losses: Vec::new(),
+            read_every: loss_read_every(device),
+            prefetched: None,
         })
     }
 
@@ -564,38 +612,75 @@ impl<'p> Trainer<'p> {
     }
 }
 
+impl Trainer<'_> {
+    /// Reads the pending losses back from the device in one transfer and turns them into
+    /// the steps' records; a non-finite loss is an error naming the first step it shows in.
+    fn read_losses(&mut self) -> Result<Vec<StepRecord>> {
+        if self.pending_losses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending = std::mem::take(&mut self.pending_losses);
+        let stacked: Vec<Tensor> = pending.iter().map(|(_, _, v)| v.shallow_clone()).collect();
+        let values: Vec<f64> = Vec::try_from(
+            &Tensor::stack(&stacked, 0)
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Double)
+                .flatten(0, -1),
+        )?;
+        let mut records = Vec::with_capacity(pending.len());
+        for (&(step, lr, _), v) in pending.iter().zip(values.chunks_exact(3)) {
+            let (total, rec, kl) = (v[0], v[1], v[2]);
+            if !total.is_finite() || !rec.is_finite() || !kl.is_finite() {
+                bail!(
+                    "loss became {total} at step {step} (rec {rec}, kl {kl}); the last good checkpoint is kept — lower `initial_learning_rate` or check the data"
+                );
+            }
+            self.history.push(total, rec, kl, lr);
+            let metrics = serde_json::json!({
+                "total_loss": total, "reconstruction_loss": rec,
+                "kl_loss": kl, "learning_rate": lr,
+            });
+            records.push(StepRecord {
+                step,
+                metrics: metrics.as_object().cloned().unwrap_or_default(),
+                message: format!("rec {rec:.4e}  kl {kl:.3}  total {total:.4e}"),
+            });
+        }
+        Ok(records)
+    }
+}
+
 impl TrainingTask for Trainer<'_> {
     fn step(
         &mut self,
         step: u64,
         batch: &vaepipe_facedata::FaceBatch,
         save: bool,
-    ) -> Result<StepRecord> {
+    ) -> Result<Vec<StepRecord>> {
         let p = self.runner.p;
         let lr = p.learning_rate(step);
-        let originals = batch_tensor(batch, self.runner.device);
+        let originals = match self.prefetched.take() {
+            Some(uploaded) => uploaded,
+            None => crate::device::upload_batch(batch, self.runner.device),
+        };
         let losses = self.runner.step(&originals, lr, save)?;
-        if !losses.total.is_finite() || !losses.rec.is_finite() || !losses.kl.is_finite() {
-            bail!(
-                "loss became {} at step {step} (rec {}, kl {}); the last good checkpoint is kept — lower `initial_learning_rate` or check the data",
-                losses.total,
-                losses.rec,
-                losses.kl
-            );
-        }
-        self.history.push(losses.total, losses.rec, losses.kl, lr);
         self.pending_grid = losses.reconstructed;
-        let metrics = serde_json::json!({
-            "total_loss": losses.total, "reconstruction_loss": losses.rec,
-            "kl_loss": losses.kl, "learning_rate": lr,
-        });
-        Ok(StepRecord {
-            metrics: metrics.as_object().cloned().unwrap_or_default(),
-            message: format!(
-                "rec {:.4e}  kl {:.3}  total {:.4e}",
-                losses.rec, losses.kl, losses.total
-            ),
-        })
+        self.pending_losses.push((step, lr, losses.values));
+        if self.pending_losses.len() >= self.read_every {
+            return self.read_losses();
+        }
+        Ok(Vec::new())
+    }
+
+    fn flush(&mut self) -> Result<Vec<StepRecord>> {
+        self.read_losses()
+    }
+
+    fn prefetch(&mut self, next: &vaepipe_facedata::FaceBatch) -> Result<()> {
+        if self.runner.device.is_cuda() {
+            self.prefetched = Some(crate::device::upload_batch(next, self.runner.device));
+        }
+        Ok(())
     }
 
     fn save(&mut self, step: u64) -> Result<()> {
@@ -610,10 +695,16 @@ impl TrainingTask for Trainer<'_> {
 }
 
 pub struct StepLosses {
-    pub total: f64,
-    pub rec: f64,
-    pub kl: f64,
+    /// `[total, rec, kl]`, still on the device: reading it waits for the step to finish.
+    pub values: Tensor,
     pub reconstructed: Option<Tensor>,
+}
+
+impl StepLosses {
+    /// The total loss (a host–device synchronisation on a GPU).
+    pub fn total(&self) -> f64 {
+        self.values.double_value(&[0])
+    }
 }
 
 #[cfg(test)]
@@ -637,10 +728,10 @@ mod tests {
             None,
             None,
         );
-        let first = runner.step(&x, 1e-3, false).unwrap().total;
+        let first = runner.step(&x, 1e-3, false).unwrap().total();
         let mut last = first;
         for _ in 0..25 {
-            last = runner.step(&x, 1e-3, false).unwrap().total;
+            last = runner.step(&x, 1e-3, false).unwrap().total();
         }
         assert!(
             last.is_finite() && last < 0.8 * first,
@@ -670,6 +761,62 @@ mod tests {
         assert_eq!(p.learning_rate(10), 0.1);
         assert_eq!(p.learning_rate(11), 0.05);
         assert_eq!(p.learning_rate(21), 0.025);
+    }
+
+    #[test]
+    fn precision_stays_out_of_the_key_unless_it_is_not_fp32() {
+        let key_params = |precision| {
+            serde_json::to_value(TrainVaeParams {
+                precision,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        assert!(key_params(Precision::Fp32).get("precision").is_none());
+        assert_eq!(key_params(Precision::Bf16)["precision"], "bf16");
+        assert_eq!(key_params(Precision::Tf32)["precision"], "tf32");
+        // And an omitted param reads back as fp32.
+        let back: TrainVaeParams = serde_json::from_value(key_params(Precision::Fp32)).unwrap();
+        assert_eq!(back.precision, Precision::Fp32);
+    }
+
+    #[test]
+    fn a_bf16_step_trains_float32_weights_and_differs_from_fp32() {
+        let run = |precision| {
+            let p = TrainVaeParams {
+                reconstruction_loss_type: LossType::Plain,
+                batch_size: 2,
+                latent_size: 4,
+                precision,
+                ..Default::default()
+            };
+            let mut runner = StepRunner::new(&p, Device::Cpu, 5, None).unwrap();
+            tch::manual_seed(1);
+            let x = Tensor::randn([2, 3, 160, 160], (Kind::Float, Device::Cpu));
+            let losses = runner.step(&x, 1e-3, false).unwrap();
+            let kinds: Vec<Kind> = runner
+                .vs
+                .trainable_variables()
+                .iter()
+                .map(Tensor::kind)
+                .collect();
+            (losses.total(), kinds)
+        };
+        let (fp32, _) = run(Precision::Fp32);
+        let (bf16, kinds) = run(Precision::Bf16);
+        assert!(
+            kinds.iter().all(|&k| k == Kind::Float),
+            "master weights stay float32: {kinds:?}"
+        );
+        assert!(
+            bf16.is_finite() && bf16 != fp32,
+            "fp32 {fp32} vs bf16 {bf16}"
+        );
+        // Close, though: bf16 keeps 8 mantissa bits.
+        assert!(
+            (bf16 - fp32).abs() < 0.05 * fp32.abs(),
+            "fp32 {fp32} vs bf16 {bf16}"
+        );
     }
 
     #[test]

@@ -6,7 +6,14 @@
 //! task compute the step, appends a `metrics.jsonl` line, moves the progress bar, and every
 //! `save_every` steps (and at the end) flushes the metrics and asks the task to save. A Ctrl-C
 //! saves the last finished step and stops with an error saying how to resume.
+//!
+//! On a GPU the host must not wait for each step: a task may hand back its steps' records
+//! late (it reads losses back from the device every few steps, see
+//! [`TrainingTask::flush`]), and the driver fetches the next batch right after a step is
+//! queued and offers it to [`TrainingTask::prefetch`], so its upload overlaps the step. The
+//! batch order is unchanged, so the CPU results are the same bits either way.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,6 +28,8 @@ use crate::train::seed::step_seed;
 
 /// What one step reports to the driver.
 pub struct StepRecord {
+    /// The step this record is of (records may arrive some steps late).
+    pub step: u64,
     /// Fields of this step's `metrics.jsonl` line (the driver adds step and timings).
     pub metrics: serde_json::Map<String, serde_json::Value>,
     /// The progress bar's message.
@@ -32,7 +41,19 @@ pub trait TrainingTask {
     /// Computes step `step` on `batch`; torch is already seeded for this step. `save` says
     /// the driver will call [`TrainingTask::save`] right after (a step may keep what a save
     /// needs, such as the reconstructions). A non-finite loss is an error naming the step.
-    fn step(&mut self, step: u64, batch: &FaceBatch, save: bool) -> Result<StepRecord>;
+    /// Returns the records of the steps whose values are known by now, oldest first: this
+    /// step's, or none when it keeps them on the device for a later read-back.
+    fn step(&mut self, step: u64, batch: &FaceBatch, save: bool) -> Result<Vec<StepRecord>>;
+
+    /// The records still held back; the driver calls it before every save and at the end.
+    fn flush(&mut self) -> Result<Vec<StepRecord>> {
+        Ok(Vec::new())
+    }
+
+    /// The batch of the next step, offered while this one runs (to start its upload).
+    fn prefetch(&mut self, _next: &FaceBatch) -> Result<()> {
+        Ok(())
+    }
 
     /// Writes a resumable checkpoint of `step` (0: nothing to save yet).
     fn save(&mut self, step: u64) -> Result<()>;
@@ -61,37 +82,62 @@ pub fn drive(
         .open(plan.metrics_path)?;
     let progress = progress_bar(cx, plan.max_steps, plan.start);
     let (mut waited_total, mut busy_total) = (Duration::ZERO, Duration::ZERO);
+    // Timings of steps whose records have not come back yet.
+    let mut timings: BTreeMap<u64, (Duration, Duration)> = BTreeMap::new();
+    let write_records = |records: Vec<StepRecord>,
+                         timings: &mut BTreeMap<u64, (Duration, Duration)>,
+                         metrics: &mut std::fs::File|
+     -> Result<()> {
+        for mut record in records {
+            let (waited, busy) = timings.remove(&record.step).unwrap_or_default();
+            record.metrics.insert("step".into(), record.step.into());
+            record
+                .metrics
+                .insert("data_wait_ms".into(), (waited.as_secs_f64() * 1e3).into());
+            record
+                .metrics
+                .insert("step_ms".into(), (busy.as_secs_f64() * 1e3).into());
+            writeln!(metrics, "{}", serde_json::Value::Object(record.metrics))?;
+            progress.set_message(record.message);
+        }
+        Ok(())
+    };
+    let mut ahead = None;
     for step in plan.start + 1..=plan.max_steps {
         if cx.cancelled() {
+            write_records(task.flush()?, &mut timings, &mut metrics)?;
             task.save(step - 1)?;
             bail!(
                 "interrupted at step {step}; the checkpoint of step {} resumes it",
                 step - 1
             );
         }
-        let wait_start = Instant::now();
-        let batch = batches.next_batch()?;
-        let waited = wait_start.elapsed();
+        let (batch, waited) = match ahead.take() {
+            Some(fetched) => fetched,
+            None => fetch(batches)?,
+        };
         let busy_start = Instant::now();
         tch::manual_seed(step_seed(cx.seed(), step));
         let save = step % plan.save_every == 0 || step == plan.max_steps;
-        let mut record = task.step(step, &batch, save)?;
+        let mut records = task.step(step, &batch, save)?;
+        if save {
+            records.extend(task.flush()?);
+        }
         let busy = busy_start.elapsed();
         waited_total += waited;
         busy_total += busy;
-        record.metrics.insert("step".into(), step.into());
-        record
-            .metrics
-            .insert("data_wait_ms".into(), (waited.as_secs_f64() * 1e3).into());
-        record
-            .metrics
-            .insert("step_ms".into(), (busy.as_secs_f64() * 1e3).into());
-        writeln!(metrics, "{}", serde_json::Value::Object(record.metrics))?;
+        timings.insert(step, (waited, busy));
+        write_records(records, &mut timings, &mut metrics)?;
         progress.set_position(step);
-        progress.set_message(record.message);
         if save {
             metrics.flush()?;
             task.save(step)?;
+        }
+        if step < plan.max_steps {
+            // Fetched now, while the GPU works on this step; the wait counts for the next.
+            let (next, waited) = fetch(batches)?;
+            task.prefetch(&next)?;
+            ahead = Some((next, waited));
         }
     }
     progress.finish_and_clear();
@@ -106,4 +152,11 @@ pub fn drive(
         share * 100.0
     );
     Ok(share)
+}
+
+/// The next batch and how long the loop waited for it.
+fn fetch(batches: &mut TrainingBatches) -> Result<(FaceBatch, Duration)> {
+    let start = Instant::now();
+    let batch = batches.next_batch()?;
+    Ok((batch, start.elapsed()))
 }

@@ -5,6 +5,7 @@
 
 mod golden_keys;
 mod align;
+mod gpu;
 mod pipeline;
 mod root_layers;
 mod support;
