@@ -5,16 +5,19 @@
 //! from (seed, step) — so a resumed run draws what an uninterrupted one would have — lets the
 //! task compute the step, appends a `metrics.jsonl` line, moves the progress bar, and every
 //! `save_every` steps (and at the end) flushes the metrics and asks the task to save. A Ctrl-C
-//! saves the last finished step and stops with an error saying how to resume.
+//! saves the last finished step and stops with an error saying how to resume. Beside
+//! `metrics.jsonl` it keeps a TensorBoard event file: each numeric metric as a scalar every
+//! step, the task's saved images at each save, cut back to the checkpoint's step on a resume.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use vaepipe_engine::stage::StageCx;
 use vaepipe_facedata::FaceBatch;
 
+use crate::formats::tensorboard::EventWriter;
 use crate::stages::common::{self, TrainingBatches};
 
 /// What one step reports to the driver.
@@ -34,6 +37,11 @@ pub trait TrainingTask {
 
     /// Writes a resumable checkpoint of `step` (0: nothing to save yet).
     fn save(&mut self, step: u64) -> Result<()>;
+
+    /// The PNGs the save of `step` wrote, as (TensorBoard tag, path).
+    fn saved_images(&self, _step: u64) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
 }
 
 /// Where the loop starts and ends.
@@ -53,6 +61,8 @@ pub fn drive(
     plan: LoopPlan<'_>,
 ) -> Result<f64> {
     common::truncate_jsonl(plan.metrics_path, plan.start)?;
+    let log_dir = plan.metrics_path.parent().unwrap_or(Path::new("."));
+    let mut events = EventWriter::resume(log_dir, plan.start)?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -84,12 +94,23 @@ pub fn drive(
         record
             .metrics
             .insert("step_ms".into(), (busy.as_secs_f64() * 1e3).into());
+        for (name, value) in &record.metrics {
+            if let Some(v) = value.as_f64().filter(|_| name != "step") {
+                let tag = if name.ends_with("_ms") { format!("time/{name}") } else { name.clone() };
+                events.scalar(&tag, step, v as f32)?;
+            }
+        }
         writeln!(metrics, "{}", serde_json::Value::Object(record.metrics))?;
         progress.set_position(step);
         progress.set_message(record.message);
         if save {
             metrics.flush()?;
             task.save(step)?;
+            for (tag, path) in task.saved_images(step) {
+                events.png_file(&tag, step, &path)?;
+            }
+            events.flush()?;
+            cx.saved(log_dir);
         }
     }
     progress.finish_and_clear();

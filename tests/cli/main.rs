@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a test failure
 
 mod pipeline;
+mod results;
 mod support;
 mod tidy;
 mod toolchain;

@@ -1,5 +1,5 @@
 //! The engine's CLI verbs (`run`, `plan`, `dag`, `gc`, `cache verify`, `kinds`, `lock`,
-//! `verify`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
+//! `verify`, `diff`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
 //! to compose: it flattens [`EngineCommand`] into its own subcommand enum, flattens
 //! [`GlobalArgs`] into its parser, calls [`init_logging`] once and hands each engine verb to
 //! [`execute`] with its [`Registry`] of stage kinds.
@@ -62,6 +62,7 @@
 //! result; no verb owns logic the engine needs.
 
 mod dag;
+mod diff;
 mod gc;
 mod lock;
 mod plan;
@@ -141,6 +142,10 @@ pub enum EngineCommand {
     Status(slurm::StatusArgs),
     /// Cancel the queued and running Slurm jobs of an experiment's stages.
     Cancel(slurm::StatusArgs),
+    /// Compare two runs (experiment files, `FILE@VARIANT` sweep variants or runs/ directories):
+    /// params that differ, which keys differ and why, metrics with their difference, and a
+    /// side-by-side HTML page of their images.
+    Diff(diff::DiffArgs),
     /// Run one stage by key (what a Slurm job runs); refuses when the stage's key changed.
     #[command(hide = true)]
     RunStage(slurm::RunStageArgs),
@@ -236,6 +241,7 @@ pub fn execute_result(
         EngineCommand::Status(args) => slurm::status(args, global, registry),
         EngineCommand::Cancel(args) => slurm::cancel(args, global, registry),
         EngineCommand::RunStage(args) => slurm::run_stage(args, global, registry),
+        EngineCommand::Diff(args) => diff::diff(args, global, registry),
         EngineCommand::Kinds => {
             print!("{}", registry.describe());
             Ok(())

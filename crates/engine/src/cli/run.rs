@@ -126,7 +126,20 @@ pub fn run(args: RunArgs, global: &GlobalArgs, registry: &Registry) -> Result<()
         tool_version: super::tool_version(),
     };
     let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
-    let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &render_event);
+    let report_path = std::path::absolute(&runs_dir)
+        .unwrap_or_else(|_| runs_dir.clone())
+        .join(&exp.name)
+        .join(crate::report::REPORT_HTML);
+    let live = crate::report::live::LiveReport::start(&sweep, &sweep_plan, &store, report_path);
+    tracing::info!(
+        "report: {} (rewritten at each training save while this runs)",
+        live.path().display()
+    );
+    let on_event = |event: &Event| {
+        render_event(event);
+        live.observe(event);
+    };
+    let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &on_event);
     finish(
         started,
         &sweep,
@@ -241,6 +254,7 @@ fn write_outputs(
                 title: format!("{} / {}", sweep.base.name, variant.name),
                 subtitle: variant_subtitle(variant),
                 nodes: html::nodes(plan, Some(report), store, Some(v)),
+                runs_subdir: sweep.variants[v].runs_subdir(),
                 ..html::Page::default()
             };
             html::write(&page, &variant.dir.join(report::REPORT_HTML))
@@ -266,6 +280,8 @@ fn write_outputs(
         nodes: html::nodes(plan, Some(report), store, None),
         sweep: sweep.is_sweep().then_some(&summary),
         images,
+        runs_subdir: std::path::PathBuf::from(&sweep.base.name),
+        banner: None,
     };
     html::write(&page, &exp_dir.join(report::REPORT_HTML)).map_err(|e| failed("the report", &e))?;
     println!("report: {}", shown.join(report::REPORT_HTML).display());
@@ -317,6 +333,7 @@ pub(super) fn render_event(event: &Event) {
                 tracing::warn!("stage `{stage}` interrupted; its partial work is kept for a resume")
             }
         },
+        Event::Saved { stage, .. } => tracing::debug!("stage `{stage}` saved"),
     }
 }
 
