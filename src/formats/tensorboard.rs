@@ -243,7 +243,10 @@ pub fn reader_python() -> Option<PathBuf> {
     let found = configured.or(default).filter(|p| p.is_file());
     if found.is_none() {
         let message = "no TensorBoard venv: run scripts/tensorboard/venv.sh (or set VAEPIPE_TENSORBOARD_PYTHON)";
-        assert!(std::env::var_os("CI").is_none(), "{message}; CI must have it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{message}; CI must have it"
+        );
         eprintln!("SKIPPED: {message}");
     }
     found
@@ -309,7 +312,11 @@ mod tests {
         drop(f);
         assert_eq!(steps(&path), [0, 1, 2, 3, 4, 5]);
         let mut w = EventWriter::resume(dir.path(), 3).unwrap();
-        assert_eq!(steps(&path), [0, 1, 2, 3], "steps after the checkpoint are cut");
+        assert_eq!(
+            steps(&path),
+            [0, 1, 2, 3],
+            "steps after the checkpoint are cut"
+        );
         w.scalar("loss", 4, 4.5).unwrap();
         drop(w);
         assert_eq!(steps(&path), [0, 1, 2, 3, 4]);

@@ -640,7 +640,12 @@ impl TrainingTask for Trainer<'_> {
     fn saved_images(&self, step: u64) -> Vec<(String, PathBuf)> {
         ["reconstructed", "original"]
             .iter()
-            .map(|name| (name.to_string(), self.work.join(format!("{name}_{step:06}.png"))))
+            .map(|name| {
+                (
+                    name.to_string(),
+                    self.work.join(format!("{name}_{step:06}.png")),
+                )
+            })
             .filter(|(_, path)| path.is_file())
             .collect()
     }

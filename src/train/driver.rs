@@ -96,7 +96,11 @@ pub fn drive(
             .insert("step_ms".into(), (busy.as_secs_f64() * 1e3).into());
         for (name, value) in &record.metrics {
             if let Some(v) = value.as_f64().filter(|_| name != "step") {
-                let tag = if name.ends_with("_ms") { format!("time/{name}") } else { name.clone() };
+                let tag = if name.ends_with("_ms") {
+                    format!("time/{name}")
+                } else {
+                    name.clone()
+                };
                 events.scalar(&tag, step, v as f32)?;
             }
         }

@@ -51,7 +51,9 @@ fn tensorboard_events_survive_a_kill_and_resume_without_duplicate_steps() {
     let mut live_page = None;
     while Instant::now() < deadline {
         let page = std::fs::read_to_string(&report).unwrap_or_default();
-        if !find_named(&p.path("cache"), "step-000006").is_empty() && page.contains("<h2>Training</h2>") {
+        if !find_named(&p.path("cache"), "step-000006").is_empty()
+            && page.contains("<h2>Training</h2>")
+        {
             live_page = Some(page);
             break;
         }
@@ -64,21 +66,39 @@ fn tensorboard_events_survive_a_kill_and_resume_without_duplicate_steps() {
     child.wait().unwrap();
     let live_page = live_page.expect("no save with a rewritten report before training ended");
     assert!(live_page.contains("This run is still going"), "{live_page}");
-    assert!(live_page.contains("class=\"running\""), "the running stage is marked");
+    assert!(
+        live_page.contains("class=\"running\""),
+        "the running stage is marked"
+    );
 
     // Lose the newest checkpoint: the resume starts further back than the events reach.
     let mut checkpoints = find_named(&p.path("cache"), "checkpoints");
     checkpoints.retain(|c| c.is_dir());
     let dir = &checkpoints[0];
-    let mut steps: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut steps: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     steps.sort();
     let newest = steps.pop().unwrap();
     std::fs::remove_dir_all(&newest).unwrap();
     let events = find_named(&p.path("cache"), EVENTS_FILE);
     assert_eq!(events.len(), 1, "{events:?}");
 
-    let resumed = p.ok(&["run", "tiny.toml", "--only", "train", "--threads", "1", "-v"]);
-    assert!(resumed.all().contains("resuming from step"), "{}", resumed.all());
+    let resumed = p.ok(&[
+        "run",
+        "tiny.toml",
+        "--only",
+        "train",
+        "--threads",
+        "1",
+        "-v",
+    ]);
+    assert!(
+        resumed.all().contains("resuming from step"),
+        "{}",
+        resumed.all()
+    );
     let train = p.path("runs/tiny/train");
     assert!(train.join(EVENTS_FILE).is_file());
     let manifest = json(&train.join("manifest.json"));
@@ -96,10 +116,19 @@ fn tensorboard_events_survive_a_kill_and_resume_without_duplicate_steps() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(metrics.len(), 16);
-    for tag in ["total_loss", "reconstruction_loss", "kl_loss", "learning_rate"] {
+    for tag in [
+        "total_loss",
+        "reconstruction_loss",
+        "kl_loss",
+        "learning_rate",
+    ] {
         let got = scalar(&read, tag);
         let steps: Vec<u64> = got.iter().map(|e| e.0).collect();
-        assert_eq!(steps, (1..=16).collect::<Vec<u64>>(), "{tag}: every step once");
+        assert_eq!(
+            steps,
+            (1..=16).collect::<Vec<u64>>(),
+            "{tag}: every step once"
+        );
         for ((step, value), line) in got.iter().zip(&metrics) {
             assert_eq!(line["step"].as_u64(), Some(*step));
             let want = line[tag].as_f64().unwrap() as f32;
@@ -122,8 +151,15 @@ fn check_page(html: &str) -> (usize, usize) {
         let src = tag.attributes().get("src").flatten().unwrap().as_utf8_str();
         let data = src
             .strip_prefix("data:image/png;base64,")
-            .unwrap_or_else(|| panic!("an image that is not embedded: {}", &src[..40.min(src.len())]));
-        let bytes = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+            .unwrap_or_else(|| {
+                panic!(
+                    "an image that is not embedded: {}",
+                    &src[..40.min(src.len())]
+                )
+            });
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
         let img = image::load_from_memory(&bytes).expect("an embedded PNG decodes");
         assert!(img.width() > 0 && img.height() > 0);
         images += 1;
@@ -148,7 +184,13 @@ fn links(html: &str) -> Vec<String> {
         .unwrap()
         .filter_map(|h| {
             let tag = h.get(parser)?.as_tag()?;
-            Some(tag.attributes().get("href").flatten()?.as_utf8_str().into_owned())
+            Some(
+                tag.attributes()
+                    .get("href")
+                    .flatten()?
+                    .as_utf8_str()
+                    .into_owned(),
+            )
         })
         .collect()
 }
@@ -161,9 +203,16 @@ fn a_sweep_shows_as_tensorboard_runs_reports_and_a_diff() {
     let p = Project::new();
     p.file("tiny.toml", TINY);
     let r = p.ok(&["run", "tiny.toml", "--sweep", "stage.train.alfa=0.5,1"]);
-    let report_at = r.stderr.find("report: ").expect("run says where the report is");
+    let report_at = r
+        .stderr
+        .find("report: ")
+        .expect("run says where the report is");
     let first_start = r.stderr.find("started").unwrap();
-    assert!(report_at < first_start, "the report path comes before the first stage: {}", r.stderr);
+    assert!(
+        report_at < first_start,
+        "the report path comes before the first stage: {}",
+        r.stderr
+    );
 
     let runs = p.path("runs/tiny");
     if let Some(python) = reader_python() {
@@ -179,17 +228,38 @@ images = m.PluginRunToTagToContent("images")
 print(json.dumps({run: {"scalars": sorted(scalars.get(run, {})), "images": sorted(images.get(run, {}))}
                   for run in m.Runs()}))
 "#;
-        let out = std::process::Command::new(python).args(["-c", SCRIPT]).arg(&runs).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(python)
+            .args(["-c", SCRIPT])
+            .arg(&runs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let found: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for variant in ["alfa-0.5", "alfa-1"] {
             let train = &found[format!("{variant}/train")];
             let scalars = train["scalars"].to_string();
-            for tag in ["total_loss", "reconstruction_loss", "kl_loss", "learning_rate"] {
+            for tag in [
+                "total_loss",
+                "reconstruction_loss",
+                "kl_loss",
+                "learning_rate",
+            ] {
                 assert!(scalars.contains(&format!("\"{tag}\"")), "{found}");
             }
-            assert_eq!(train["images"], serde_json::json!(["original", "reconstructed"]), "{found}");
-            assert_eq!(found[format!("{variant}/render")]["images"], serde_json::json!(["add_smile"]), "{found}");
+            assert_eq!(
+                train["images"],
+                serde_json::json!(["original", "reconstructed"]),
+                "{found}"
+            );
+            assert_eq!(
+                found[format!("{variant}/render")]["images"],
+                serde_json::json!(["add_smile"]),
+                "{found}"
+            );
         }
     }
 
@@ -197,7 +267,10 @@ print(json.dumps({run: {"scalars": sorted(scalars.get(run, {})), "images": sorte
         let path = runs.join(page);
         let html = std::fs::read_to_string(&path).unwrap();
         let (images, svgs) = check_page(&html);
-        assert!(!html.contains("still going"), "the final page has no live banner");
+        assert!(
+            !html.contains("still going"),
+            "the final page has no live banner"
+        );
         if page == "report.html" {
             assert!(images >= 2, "contact sheet and loss plot: {images}");
             continue;
@@ -215,11 +288,20 @@ print(json.dumps({run: {"scalars": sorted(scalars.get(run, {})), "images": sorte
         let dir = path.parent().unwrap();
         let hrefs = links(&html);
         for stage in ["train", "render", "faces"] {
-            assert!(hrefs.contains(&stage.to_owned()), "{stage} row links its entry: {hrefs:?}");
+            assert!(
+                hrefs.contains(&stage.to_owned()),
+                "{stage} row links its entry: {hrefs:?}"
+            );
             assert!(dir.join(format!("{stage}/manifest.json")).is_file());
-            assert!(hrefs.contains(&format!("{stage}/manifest.json")), "{hrefs:?}");
+            assert!(
+                hrefs.contains(&format!("{stage}/manifest.json")),
+                "{hrefs:?}"
+            );
         }
-        assert!(hrefs.iter().any(|h| h.starts_with("#log-")), "log tails are linked");
+        assert!(
+            hrefs.iter().any(|h| h.starts_with("#log-")),
+            "log tails are linked"
+        );
     }
 
     // diff: a sweep variant by name against a runs/ directory.
@@ -233,7 +315,10 @@ print(json.dumps({run: {"scalars": sorted(scalars.get(run, {})), "images": sorte
         "d.html",
     ]);
     let out = &d.stdout;
-    assert!(out.contains("stage.train.alfa") && out.contains("0.5 → 1"), "{out}");
+    assert!(
+        out.contains("stage.train.alfa") && out.contains("0.5 → 1"),
+        "{out}"
+    );
     let line = |stage: &str| -> String {
         out.lines()
             .find(|l| l.trim_start().starts_with(&format!("{stage} ")))
@@ -241,24 +326,40 @@ print(json.dumps({run: {"scalars": sorted(scalars.get(run, {})), "images": sorte
             .to_owned()
     };
     assert!(line("faces").contains("same key"), "{out}");
-    assert!(line("train").contains("param `alfa` changed: 0.5 → 1"), "{out}");
+    assert!(
+        line("train").contains("param `alfa` changed: 0.5 → 1"),
+        "{out}"
+    );
     assert!(line("encode").contains("upstream `train` changed"), "{out}");
     let metric = out
         .lines()
         .find(|l| l.contains("train.final_total_loss"))
         .unwrap_or_else(|| panic!("{out}"));
-    let cells: Vec<f64> = metric.split_whitespace().skip(1).map(|c| c.parse().unwrap()).collect();
+    let cells: Vec<f64> = metric
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
     assert_eq!(cells.len(), 3, "{metric}");
-    assert!((cells[0] + cells[2] - cells[1]).abs() <= 1e-3 * cells[1].abs().max(1.0), "B − A: {metric}");
+    assert!(
+        (cells[0] + cells[2] - cells[1]).abs() <= 1e-3 * cells[1].abs().max(1.0),
+        "B − A: {metric}"
+    );
     let html = std::fs::read_to_string(p.path("d.html")).unwrap();
     let (images, _) = check_page(&html);
-    assert!(images >= 4, "both sides' reconstructions and grids: {images}");
+    assert!(
+        images >= 4,
+        "both sides' reconstructions and grids: {images}"
+    );
 }
 
 /// `str::contains` with a digit wildcard at the start: " N of 3 faces …".
 fn regex_like(text: &str, tail: &str) -> bool {
     text.match_indices(tail).any(|(i, _)| {
-        text[..i].chars().next_back().is_some_and(|c| c.is_ascii_digit())
+        text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_digit())
     })
 }
 
@@ -268,16 +369,37 @@ fn regex_like(text: &str, tail: &str) -> bool {
 fn diff_of_two_files_and_its_usage_errors() {
     let p = Project::new();
     p.file("a.toml", TINY);
-    p.file("b.toml", &TINY.replace("latent_size = 8", "latent_size = 6"));
+    p.file(
+        "b.toml",
+        &TINY.replace("latent_size = 8", "latent_size = 6"),
+    );
     let d = p.ok(&["diff", "a.toml", "b.toml", "-o", "x.html"]);
-    assert!(d.stdout.contains("stage.train.latent_size") && d.stdout.contains("8 → 6"), "{}", d.stdout);
-    assert!(d.stdout.contains("param `latent_size` changed: 8 → 6"), "{}", d.stdout);
-    assert!(d.stdout.contains("stage.train.max_steps") == false, "equal params are not listed");
-    assert!(d.stdout.contains("metrics (A, B, B − A):\n  none"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("stage.train.latent_size") && d.stdout.contains("8 → 6"),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout.contains("param `latent_size` changed: 8 → 6"),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout.contains("stage.train.max_steps") == false,
+        "equal params are not listed"
+    );
+    assert!(
+        d.stdout.contains("metrics (A, B, B − A):\n  none"),
+        "{}",
+        d.stdout
+    );
     assert!(p.path("x.html").is_file());
 
     for (args, says) in [
-        (vec!["diff", "a.toml", "nope.toml"], "`nope.toml` is not an experiment file"),
+        (
+            vec!["diff", "a.toml", "nope.toml"],
+            "`nope.toml` is not an experiment file",
+        ),
         (vec!["diff", "a.toml", "a.toml@alfa-1"], "is not a sweep"),
         (vec!["diff", "a.toml"], "Usage"),
     ] {

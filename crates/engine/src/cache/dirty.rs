@@ -148,7 +148,13 @@ pub fn explain(
     upstream_stage: &BTreeMap<String, String>,
     store: &CacheStore,
 ) -> Vec<DirtyReason> {
-    explain_between(&old.preimage, &old.upstream, new, upstream_stage, Some(store))
+    explain_between(
+        &old.preimage,
+        &old.upstream,
+        new,
+        upstream_stage,
+        Some(store),
+    )
 }
 
 /// Why preimage `new` differs from `was`, whose upstream stages `was_upstream` names (a

@@ -167,8 +167,8 @@ fn side(
 
 /// A `runs/<experiment>[/<variant>]` directory: its stage links, each an entry with a manifest.
 fn runs_side(arg: &str, dir: &Path) -> Result<Side, CliError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| CliError::Usage(format!("cannot read `{arg}`: {e}")))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CliError::Usage(format!("cannot read `{arg}`: {e}")))?;
     let mut stages: Vec<(String, StageSide)> = Vec::new();
     let mut variants = Vec::new();
     for e in entries.filter_map(Result::ok) {
@@ -195,7 +195,8 @@ fn runs_side(arg: &str, dir: &Path) -> Result<Side, CliError> {
     if stages.is_empty() {
         variants.sort();
         let help = if variants.is_empty() {
-            "  help: give `runs/<experiment>` after a `vaepipe run`, or the experiment file".to_owned()
+            "  help: give `runs/<experiment>` after a `vaepipe run`, or the experiment file"
+                .to_owned()
         } else {
             format!(
                 "  help: it is a sweep; name a variant: {}",
@@ -265,8 +266,12 @@ fn render_text(a: &Side, b: &Side, store: Option<&CacheStore>) -> String {
                     }
                 }
             }
-            (Some(_), None) => params.push((format!("stage.{n}"), "present".into(), "(absent)".into())),
-            (None, Some(_)) => params.push((format!("stage.{n}"), "(absent)".into(), "present".into())),
+            (Some(_), None) => {
+                params.push((format!("stage.{n}"), "present".into(), "(absent)".into()))
+            }
+            (None, Some(_)) => {
+                params.push((format!("stage.{n}"), "(absent)".into(), "present".into()))
+            }
             (None, None) => {}
         }
     }
@@ -291,11 +296,16 @@ fn render_text(a: &Side, b: &Side, store: Option<&CacheStore>) -> String {
                     .iter()
                     .map(|(role, u)| (role.clone(), u.stage.clone()))
                     .collect();
-                let why: Vec<String> =
-                    explain_between(&x.preimage, &x.upstream, &y.preimage, &upstream_names, store)
-                        .iter()
-                        .map(|r| r.present())
-                        .collect();
+                let why: Vec<String> = explain_between(
+                    &x.preimage,
+                    &x.upstream,
+                    &y.preimage,
+                    &upstream_names,
+                    store,
+                )
+                .iter()
+                .map(|r| r.present())
+                .collect();
                 format!(
                     "key differs ({} → {}): {}",
                     short(&x.key),
@@ -313,8 +323,16 @@ fn render_text(a: &Side, b: &Side, store: Option<&CacheStore>) -> String {
     // Metrics.
     let mut rows: Vec<(String, String, String, String)> = Vec::new();
     for n in &names {
-        let ma = a.stage(n).and_then(|s| s.entry.as_deref()).map(read_metrics).unwrap_or_default();
-        let mb = b.stage(n).and_then(|s| s.entry.as_deref()).map(read_metrics).unwrap_or_default();
+        let ma = a
+            .stage(n)
+            .and_then(|s| s.entry.as_deref())
+            .map(read_metrics)
+            .unwrap_or_default();
+        let mb = b
+            .stage(n)
+            .and_then(|s| s.entry.as_deref())
+            .map(read_metrics)
+            .unwrap_or_default();
         let keys: BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
         for k in keys {
             let (va, vb) = (ma.get(k), mb.get(k));
@@ -369,7 +387,10 @@ svg{max-width:100%;height:auto}figure{margin:.3em 0}figcaption{color:#555;font-s
             html::zoomable(&mut c, &format!("reconstructions, step {step}"), last);
         }
         for img in html::stage_images(dir) {
-            let name = img.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = img
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
             html::zoomable(&mut c, &name, &img);
         }
         c
@@ -377,7 +398,11 @@ svg{max-width:100%;height:auto}figure{margin:.3em 0}figcaption{color:#555;font-s
     h.push_str("<table><tr><th style=\"width:10%\">stage</th><th>A</th><th>B</th></tr>\n");
     for n in stage_names(a, b) {
         let (x, y) = (cell(a.stage(&n)), cell(b.stage(&n)));
-        let _ = writeln!(h, "<tr><th>{}</th><td>{x}</td><td>{y}</td></tr>", html::esc(&n));
+        let _ = writeln!(
+            h,
+            "<tr><th>{}</th><td>{x}</td><td>{y}</td></tr>",
+            html::esc(&n)
+        );
     }
     h.push_str("</table></body></html>\n");
     h

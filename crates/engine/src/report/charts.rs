@@ -8,7 +8,7 @@ const W: f64 = 440.0;
 const H: f64 = 230.0;
 const LEFT: f64 = 62.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 26.0;
+const TOP: f64 = 36.0;
 const BOTTOM: f64 = 34.0;
 
 /// Distinct colours for lines, in order.
@@ -86,12 +86,34 @@ pub fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     out
 }
 
+/// Labels for evenly spaced ticks: as many decimals as their spacing needs.
+fn linear_labels(ticks: &[f64]) -> Vec<String> {
+    let step = match ticks {
+        [a, b, ..] => (b - a).abs(),
+        _ => return ticks.iter().map(|t| tick_label(*t)).collect(),
+    };
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let big = ticks.iter().any(|t| t.abs() >= 1e5);
+    ticks
+        .iter()
+        .map(|&t| {
+            if t == 0.0 {
+                "0".to_owned()
+            } else if big || decimals > 4 {
+                format!("{t:.1e}")
+            } else {
+                format!("{t:.decimals$}")
+            }
+        })
+        .collect()
+}
+
 /// A short label for a tick value.
 pub fn tick_label(v: f64) -> String {
     let a = v.abs();
     if v == 0.0 {
         "0".to_owned()
-    } else if !(1e-3..1e5).contains(&a) {
+    } else if !(1e-3..1e4).contains(&a) {
         format!("{v:.0e}")
     } else if a >= 100.0 {
         format!("{v:.0}")
@@ -140,7 +162,10 @@ impl Frame {
             esc(title)
         );
         let yticks: Vec<f64> = if self.log {
-            let (a, b) = (self.y0.log10().floor() as i32, self.y1.log10().ceil() as i32);
+            let (a, b) = (
+                self.y0.log10().floor() as i32,
+                self.y1.log10().ceil() as i32,
+            );
             let decades: Vec<f64> = (a..=b).map(|e| 10f64.powi(e)).collect();
             let inside: Vec<f64> = decades
                 .iter()
@@ -159,24 +184,29 @@ impl Frame {
         } else {
             nice_ticks(self.y0, self.y1, 4)
         };
-        for t in yticks {
-            let y = self.py(t);
+        let labels = if self.log {
+            yticks.iter().map(|t| tick_label(*t)).collect()
+        } else {
+            linear_labels(&yticks)
+        };
+        for (t, label) in yticks.iter().zip(labels) {
+            let y = self.py(*t);
             let _ = writeln!(
                 s,
                 "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e6e6e6\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{}</text>",
                 W - RIGHT,
                 LEFT - 4.0,
                 y + 4.0,
-                tick_label(t)
+                label
             );
         }
-        for t in nice_ticks(self.x0, self.x1, 5) {
-            let x = self.px(t);
+        let xticks = nice_ticks(self.x0, self.x1, 5);
+        for (t, label) in xticks.iter().zip(linear_labels(&xticks)) {
+            let x = self.px(*t);
             let _ = writeln!(
                 s,
-                "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>",
+                "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{label}</text>",
                 H - BOTTOM + 15.0,
-                tick_label(t)
             );
         }
         let _ = writeln!(
@@ -234,7 +264,12 @@ pub fn curve(title: &str, steps: &[f64], values: &[f64], scale: Scale) -> String
         y0 /= 1.15;
         y1 *= 1.15;
     } else {
-        let pad = ((y1 - y0) * 0.06).max(y1.abs() * 1e-6).max(1e-12);
+        // A flat series (a constant learning rate) gets a visible band around its value.
+        let pad = if y1 - y0 <= y1.abs() * 1e-3 {
+            (y1.abs() * 0.1).max(1e-12)
+        } else {
+            (y1 - y0) * 0.06
+        };
         y0 -= pad;
         y1 += pad;
     }
@@ -266,8 +301,7 @@ pub fn curve(title: &str, steps: &[f64], values: &[f64], scale: Scale) -> String
     let last = smooth.last().copied().unwrap_or(f64::NAN);
     let _ = writeln!(
         s,
-        "<text x=\"{:.1}\" y=\"16\" text-anchor=\"end\" fill=\"#555\">{how}; average of {window}: last {}</text>",
-        W - RIGHT,
+        "<text x=\"{LEFT}\" y=\"30\" fill=\"#555\" font-size=\"11\">{how}; moving average of {window}: last {}</text>",
         tick_label_precise(last)
     );
     s.push_str("</svg>\n");
@@ -398,7 +432,10 @@ mod tests {
         let t = nice_ticks(0.0, 1.0, 5);
         let want = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
         assert_eq!(t.len(), want.len(), "{t:?}");
-        assert!(t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-9), "{t:?}");
+        assert!(
+            t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-9),
+            "{t:?}"
+        );
         let t = nice_ticks(3.0, 1603.0, 5);
         assert_eq!(t, [500.0, 1000.0, 1500.0]);
     }

@@ -90,12 +90,15 @@ pub fn nodes(
     store: &CacheStore,
     variant: Option<usize>,
 ) -> Vec<Node> {
-    nodes_with(plan, store, variant, &|i| {
-        match report.and_then(|r| r.results.get(i)) {
+    nodes_with(
+        plan,
+        store,
+        variant,
+        &|i| match report.and_then(|r| r.results.get(i)) {
             Some((_, o)) => Known::Outcome(o),
             None => Known::Unknown,
-        }
-    })
+        },
+    )
 }
 
 /// Like [`nodes`], with what the run knows of plan stage `i` from `known(i)`.
@@ -150,7 +153,12 @@ pub fn nodes_with<'o>(
                 _ if manifest.is_some() => ("cached".to_owned(), None, None),
                 _ => ("missing".to_owned(), None, None),
             };
-            let log = log_tail(store, &ps.key.to_string(), live_dir.as_deref().unwrap_or(&dir), note.as_deref());
+            let log = log_tail(
+                store,
+                &ps.key.to_string(),
+                live_dir.as_deref().unwrap_or(&dir),
+                note.as_deref(),
+            );
             let mut inputs: Vec<String> =
                 ps.input_records.values().map(|r| r.input.clone()).collect();
             inputs.dedup();
@@ -203,7 +211,10 @@ fn log_tail(
         }
     }
     if let Some(note) = note {
-        return Some(("the error".to_owned(), note.lines().map(str::to_owned).collect()));
+        return Some((
+            "the error".to_owned(),
+            note.lines().map(str::to_owned).collect(),
+        ));
     }
     let path = files.join("metrics.jsonl");
     crate::executor::jobs::log_tail(&path, 5)
@@ -234,7 +245,7 @@ figcaption{color:#555;font-size:.9em}\
 .zoom input:checked+img{position:fixed;top:2vh;left:2vw;width:96vw;height:96vh;max-width:none;object-fit:contain;z-index:9;\
 background:#fff;box-shadow:0 0 0 100vmax rgba(0,0,0,.75);cursor:zoom-out}\
 pre{background:#f7f7f7;padding:.5em;overflow-x:auto;font-size:12px}\
-svg text{font:12px system-ui,sans-serif}";
+svg{font-family:system-ui,sans-serif;font-size:12px}";
 
 pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -291,7 +302,9 @@ pub fn render(page: &Page<'_>) -> String {
         .nodes
         .iter()
         .zip(&views)
-        .flat_map(|(n, (series, metrics))| sections::verdict(&n.name, series.as_ref(), metrics.as_ref()))
+        .flat_map(|(n, (series, metrics))| {
+            sections::verdict(&n.name, series.as_ref(), metrics.as_ref())
+        })
         .collect();
     if !verdict.is_empty() {
         h.push_str("<h2>Did it work?</h2><ul class=\"verdict\">\n");
@@ -363,7 +376,12 @@ pub fn render(page: &Page<'_>) -> String {
         let mut attributes = String::new();
         for (n, (series, metrics)) in page.nodes.iter().zip(&views) {
             if let Some(series) = series {
-                let _ = write!(training, "<h3>{}</h3>{}", esc(&n.name), sections::training(series));
+                let _ = write!(
+                    training,
+                    "<h3>{}</h3>{}",
+                    esc(&n.name),
+                    sections::training(series)
+                );
             }
             let pairs = sections::reconstructions(&n.name, n.files_dir());
             if !pairs.is_empty() {
@@ -378,7 +396,10 @@ pub fn render(page: &Page<'_>) -> String {
         }
         for (title, body) in [
             ("Training", &training),
-            ("Reconstructions (left: the batch, right: the VAE's output; click to enlarge)", &grids),
+            (
+                "Reconstructions (left: the batch, right: the VAE's output; click to enlarge)",
+                &grids,
+            ),
             ("Attributes", &attributes),
         ] {
             if !body.is_empty() {

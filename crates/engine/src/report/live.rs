@@ -76,8 +76,12 @@ impl<'a> LiveReport<'a> {
         let (i, status, always) = match event {
             Event::Waiting { .. } => return,
             Event::Started { stage, .. } => (index(stage), Status::Running(None), false),
-            Event::Saved { stage, dir, .. } => (index(stage), Status::Running(Some(dir.clone())), true),
-            Event::Finished { stage, outcome, .. } => (index(stage), Status::Done(outcome.clone()), false),
+            Event::Saved { stage, dir, .. } => {
+                (index(stage), Status::Running(Some(dir.clone())), true)
+            }
+            Event::Finished { stage, outcome, .. } => {
+                (index(stage), Status::Done(outcome.clone()), false)
+            }
         };
         let Some(i) = i else { return };
         state.stages[i] = status;

@@ -116,7 +116,10 @@ pub fn reconstructions(stage: &str, dir: &Path) -> String {
         match original {
             Some(o) => zoomable(&mut h, &format!("{stage}: originals, step {step}"), o),
             None => {
-                let _ = write!(h, "<p class=\"sub\">(this entry has no saved originals)</p>");
+                let _ = write!(
+                    h,
+                    "<p class=\"sub\">(this entry has no saved originals)</p>"
+                );
             }
         }
         zoomable(
@@ -155,7 +158,8 @@ struct Gain {
 }
 
 fn gain(metrics: &Value) -> Option<Gain> {
-    let nums = |v: &Value| -> Option<Vec<f64>> { v.as_array()?.iter().map(Value::as_f64).collect() };
+    let nums =
+        |v: &Value| -> Option<Vec<f64>> { v.as_array()?.iter().map(Value::as_f64).collect() };
     let per_face: Vec<Vec<f64>> = metrics
         .get("probability_per_face")?
         .as_array()?
@@ -202,7 +206,9 @@ pub fn share_rising_sentence(metrics: &Value) -> Option<String> {
 pub fn attributes(stage: &str, metrics: &Value) -> String {
     let mut h = String::new();
     if let Some(items) = probe_accuracy(metrics) {
-        let average = metrics.get("probe_average_accuracy").and_then(Value::as_f64);
+        let average = metrics
+            .get("probe_average_accuracy")
+            .and_then(Value::as_f64);
         let held_out = metrics.get("probe_held_out").and_then(Value::as_bool);
         let _ = write!(
             h,
@@ -332,13 +338,20 @@ mod tests {
         assert_eq!(s["total_loss"], (vec![1.0, 2.0], vec![10.0, 8.0]));
         let v = verdict("train", Some(&s), None);
         assert_eq!(v.len(), 1);
-        assert!(v[0].contains("total_loss went from 10.000 to 8.000 (-20%) over 2 steps"), "{v:?}");
+        assert!(
+            v[0].contains("total_loss went from 10.000 to 8.000 (-20%) over 2 steps"),
+            "{v:?}"
+        );
     }
 
     #[test]
     fn grids_pair_originals_with_reconstructions() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["reconstructed_000002.png", "reconstructed_000010.png", "original_000010.png"] {
+        for f in [
+            "reconstructed_000002.png",
+            "reconstructed_000010.png",
+            "original_000010.png",
+        ] {
             std::fs::write(dir.path().join(f), b"x").unwrap();
         }
         let g = saved_grids(dir.path());
