@@ -23,7 +23,6 @@ use crate::cache::manifest::{Manifest, UpstreamRecord};
 use crate::cache::{CacheStore, KeyPreimage};
 use crate::registry::Registry;
 use crate::report::{format_metric, html, read_metrics, sections};
-use crate::scheduler::{self, PlanOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct DiffArgs {
@@ -103,14 +102,7 @@ fn side(
             "`{arg}` is not an experiment file, `FILE.toml@VARIANT` or a runs/ directory\n  help: e.g. `vaepipe diff experiments/demo.toml runs/demo`"
         )));
     }
-    let sweep = super::load_sweep(file, registry, &args.set, &args.sweep)?;
-    let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
-    let plan = scheduler::plan_sweep(
-        &sweep,
-        &store,
-        &super::runs_dir(global),
-        &PlanOptions::default(),
-    )?;
+    let (sweep, store, plan) = super::plan_file(file, registry, &args.set, &args.sweep, global)?;
     let names: Vec<String> = sweep
         .variants
         .iter()

@@ -309,6 +309,32 @@ pub(crate) fn load_sweep(
     )?)
 }
 
+/// Loads an experiment file (with `--set`/`--sweep`), opens its cache and plans every stage.
+pub(crate) fn plan_file(
+    file: &Path,
+    registry: &Registry,
+    set: &[String],
+    sweep: &SweepArgs,
+    global: &GlobalArgs,
+) -> Result<
+    (
+        crate::config::Sweep,
+        crate::cache::CacheStore,
+        crate::scheduler::SweepPlan,
+    ),
+    CliError,
+> {
+    let sweep = load_sweep(file, registry, set, sweep)?;
+    let store = crate::cache::CacheStore::open(&cache_dir(global, Some(&sweep.base)))?;
+    let plan = crate::scheduler::plan_sweep(
+        &sweep,
+        &store,
+        &runs_dir(global),
+        &crate::scheduler::PlanOptions::default(),
+    )?;
+    Ok((sweep, store, plan))
+}
+
 /// The tool version recorded in manifests and locks.
 pub(crate) fn tool_version() -> String {
     format!("vaepipe {}", env!("CARGO_PKG_VERSION"))
