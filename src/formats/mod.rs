@@ -1,5 +1,5 @@
 //! File formats vaepipe writes and reads beside its tensors: facenet-compatible HDF5 files and
-//! PNG grids. Model weights live with the models (`crate::models`).
+//! PNG grids, TensorBoard event files. Model weights live with the models (`crate::models`).
 
 pub mod attribute_vectors_h5;
 pub mod compare;
@@ -11,3 +11,4 @@ pub mod logs_h5;
 pub mod plot;
 pub mod sweep_images;
 pub mod vae_spec;
+pub mod tensorboard;

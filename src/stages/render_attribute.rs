@@ -5,8 +5,8 @@
 //! Then it measures what the original only showed: the rendered faces are re-encoded
 //! (inference-mode BN, means), projected on the attribute's direction, and scored by the
 //! attribute probe that `attribute-vectors` fitted; `metrics.json` reports per amount the mean
-//! projection and P(attribute), and the share of faces whose P rises from the first amount to
-//! the last.
+//! projection and P(attribute), each face's P per amount, and the share of faces whose P rises
+//! from the first amount to the last. The grid also goes into a TensorBoard event file.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,7 @@ impl Default for RenderAttributeParams {
 
 impl Stage for RenderAttribute {
     const KIND: &'static str = "render-attribute";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "adds growing amounts of an attribute vector to faces and renders the grid";
     type Params = RenderAttributeParams;
@@ -210,6 +210,9 @@ impl Stage for RenderAttribute {
             format!("add_{}.png", p.attribute.to_lowercase())
         };
         canvas.save_png(&cx.out_dir().join(&name), p.grid_scaling)?;
+        let mut events = crate::formats::tensorboard::EventWriter::resume(cx.out_dir(), 0)?;
+        events.png_file(name.trim_end_matches(".png"), 0, &cx.out_dir().join(&name))?;
+        events.flush()?;
 
         let metrics = measure(
             &vae,
@@ -231,6 +234,7 @@ impl Stage for RenderAttribute {
         metrics["probability_last_amount"] = serde_json::json!(last);
         metrics["amounts"] = serde_json::json!(p.amounts);
         metrics["grid"] = serde_json::json!(name);
+        metrics["attribute"] = serde_json::json!(p.attribute);
         std::fs::write(
             cx.out_dir().join("metrics.json"),
             serde_json::to_vec_pretty(&metrics)?,
@@ -245,8 +249,12 @@ struct AttributeGain {
     mean_projection: Vec<f64>,
     /// Mean probe P(attribute) of the re-encoded faces, per amount.
     mean_probability: Vec<f64>,
+    /// Each face's P(attribute), per amount (faces × amounts).
+    probability_per_face: Vec<Vec<f64>>,
     /// Share of faces whose P(attribute) is higher at the last amount than at the first.
     share_rising: f64,
+    /// How many faces that is.
+    faces_rising: usize,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -296,6 +304,10 @@ fn measure(
     Ok(AttributeGain {
         mean_projection: per_step(&|j, s| projection[j * steps + s] as f64),
         mean_probability: per_step(&|j, s| p_at(j, s)),
+        probability_per_face: (0..faces)
+            .map(|j| (0..steps).map(|s| p_at(j, s)).collect())
+            .collect(),
         share_rising: rising as f64 / faces.max(1) as f64,
+        faces_rising: rising,
     })
 }

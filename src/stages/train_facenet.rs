@@ -37,7 +37,8 @@
 //! Artifact: `face_net.safetensors` (exactly the `InceptionResnetV1.*` variables up to
 //! `end_point`, moving statistics included, no head: what `from.perceptual` loads),
 //! `face_net.json`, `identities.txt` (class index → folder), `metrics.jsonl` (one line per
-//! step), `metrics.json`, `loss_curve.png`, `checkpoints/step-N/` (last 3, with the head).
+//! step) and its TensorBoard event file, `metrics.json`, `loss_curve.png`,
+//! `checkpoints/step-N/` (last 3, with the head).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -148,7 +149,7 @@ impl TrainFacenetParams {
 
 impl Stage for TrainFacenet {
     const KIND: &'static str = "train-facenet";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "trains Inception-ResNet-v1 (or its stem) to classify identities, for train-vae's perceptual loss";
     type Params = TrainFacenetParams;

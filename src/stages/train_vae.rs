@@ -14,8 +14,9 @@
 //! original's numerics, the default), tf32 or bf16 autocast.
 //!
 //! Artifact: `vae.safetensors` + `vae.json` (what `encode`, `render-attribute` and `modify`
-//! load), `checkpoints/step-N/` (last 3), `reconstructed_%06d.png`, `logs.h5`,
-//! `metrics.jsonl` (one line per step), `loss_curve.png`.
+//! load), `checkpoints/step-N/` (last 3), `reconstructed_%06d.png` and the batch it
+//! reconstructed, `original_%06d.png`, `logs.h5`, `metrics.jsonl` (one line per step), the
+//! TensorBoard event file, `loss_curve.png`.
 
 use std::path::{Path, PathBuf};
 
@@ -154,7 +155,7 @@ impl TrainVaeParams {
 
 impl Stage for TrainVae {
     const KIND: &'static str = "train-vae";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str = "trains a DFC-VAE with a perceptual (face-net) or plain pixel loss";
     type Params = TrainVaeParams;
 
@@ -333,8 +334,9 @@ struct Trainer<'p> {
     checkpoints: Checkpoints,
     work: PathBuf,
     history: LossHistory,
-    /// The reconstructions of a step about to be saved (for its grid).
-    pending_grid: Option<Tensor>,
+    /// The reconstructions of a step about to be saved, and the originals (at the VAE's size)
+    /// they reconstruct (for the grids).
+    pending_grid: Option<(Tensor, Tensor)>,
     /// Losses still on the device: (step, learning rate, [total, rec, kl]).
     pending_losses: Vec<(u64, f64, Tensor)>,
     /// Read losses back when this many are pending (1 on the CPU: nothing to overlap).
@@ -538,15 +540,15 @@ impl<'p> Trainer<'p> {
         self.finish(cx)
     }
 
-    fn save_grid(&self, step: u64, reconstructed: &Tensor) -> Result<()> {
+    fn save_grid(&self, name: &str, step: u64, images: &Tensor) -> Result<()> {
         let p = self.runner.p;
-        let pixels = p.normalization.to_pixels(reconstructed);
+        let pixels = p.normalization.to_pixels(images);
         let s = p.model.image_size() as usize;
         let n = (pixels.size()[0] as usize).min(128);
         let nhwc = to_nhwc_vec(&pixels.narrow(0, 0, n as i64))?;
         let canvas = put_images_on_grid(&nhwc, s, 16, 8.min(n.div_ceil(16)).max(1))?;
         canvas.save_png(
-            &self.work.join(format!("reconstructed_{step:06}.png")),
+            &self.work.join(format!("{name}_{step:06}.png")),
             GridScaling::Clip,
         )
     }
@@ -664,7 +666,11 @@ impl TrainingTask for Trainer<'_> {
             None => crate::device::upload_batch(batch, self.runner.device),
         };
         let losses = self.runner.step(&originals, lr, save)?;
-        self.pending_grid = losses.reconstructed;
+        self.pending_grid = losses.reconstructed.map(|r| {
+            let size = p.model.image_size();
+            let shown = models::resize::resize(&originals, size, size, p.resize.sampling());
+            (r, shown)
+        });
         self.pending_losses.push((step, lr, losses.values));
         if self.pending_losses.len() >= self.read_every {
             return self.read_losses();
@@ -684,13 +690,27 @@ impl TrainingTask for Trainer<'_> {
     }
 
     fn save(&mut self, step: u64) -> Result<()> {
-        if let Some(reconstructed) = self.pending_grid.take() {
-            self.save_grid(step, &reconstructed)?;
+        if let Some((reconstructed, originals)) = self.pending_grid.take() {
+            self.save_grid("reconstructed", step, &reconstructed)?;
+            self.save_grid("original", step, &originals)?;
         }
         if step > 0 {
             self.history.write_h5(&self.work.join("logs.h5"))?;
         }
         self.checkpoint(step)
+    }
+
+    fn saved_images(&self, step: u64) -> Vec<(String, PathBuf)> {
+        ["reconstructed", "original"]
+            .iter()
+            .map(|name| {
+                (
+                    name.to_string(),
+                    self.work.join(format!("{name}_{step:06}.png")),
+                )
+            })
+            .filter(|(_, path)| path.is_file())
+            .collect()
     }
 }
 

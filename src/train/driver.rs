@@ -12,10 +12,13 @@
 //! [`TrainingTask::flush`]), and the driver fetches the next batch right after a step is
 //! queued and offers it to [`TrainingTask::prefetch`], so its upload overlaps the step. The
 //! batch order is unchanged, so the CPU results are the same bits either way.
+//!
+//! Beside `metrics.jsonl` it keeps a TensorBoard event file: each numeric metric as a scalar every
+//! step, the task's saved images at each save, cut back to the checkpoint's step on a resume.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -25,6 +28,7 @@ use vaepipe_facedata::FaceBatch;
 use crate::data::TrainingBatches;
 use crate::train::metrics::{progress_bar, truncate_jsonl};
 use crate::train::seed::step_seed;
+use crate::formats::tensorboard::EventWriter;
 
 /// What one step reports to the driver.
 pub struct StepRecord {
@@ -57,6 +61,11 @@ pub trait TrainingTask {
 
     /// Writes a resumable checkpoint of `step` (0: nothing to save yet).
     fn save(&mut self, step: u64) -> Result<()>;
+
+    /// The PNGs the save of `step` wrote, as (TensorBoard tag, path).
+    fn saved_images(&self, _step: u64) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
 }
 
 /// Where the loop starts and ends.
@@ -76,6 +85,8 @@ pub fn drive(
     plan: LoopPlan<'_>,
 ) -> Result<f64> {
     truncate_jsonl(plan.metrics_path, plan.start)?;
+    let log_dir = plan.metrics_path.parent().unwrap_or(Path::new("."));
+    let mut events = EventWriter::resume(log_dir, plan.start)?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -86,7 +97,8 @@ pub fn drive(
     let mut timings: BTreeMap<u64, (Duration, Duration)> = BTreeMap::new();
     let write_records = |records: Vec<StepRecord>,
                          timings: &mut BTreeMap<u64, (Duration, Duration)>,
-                         metrics: &mut std::fs::File|
+                         metrics: &mut std::fs::File,
+                         events: &mut EventWriter|
      -> Result<()> {
         for mut record in records {
             let (waited, busy) = timings.remove(&record.step).unwrap_or_default();
@@ -97,6 +109,16 @@ pub fn drive(
             record
                 .metrics
                 .insert("step_ms".into(), (busy.as_secs_f64() * 1e3).into());
+            for (name, value) in &record.metrics {
+                if let Some(v) = value.as_f64().filter(|_| name != "step") {
+                    let tag = if name.ends_with("_ms") {
+                        format!("time/{name}")
+                    } else {
+                        name.clone()
+                    };
+                    events.scalar(&tag, record.step, v as f32)?;
+                }
+            }
             writeln!(metrics, "{}", serde_json::Value::Object(record.metrics))?;
             progress.set_message(record.message);
         }
@@ -105,7 +127,7 @@ pub fn drive(
     let mut ahead = None;
     for step in plan.start + 1..=plan.max_steps {
         if cx.cancelled() {
-            write_records(task.flush()?, &mut timings, &mut metrics)?;
+            write_records(task.flush()?, &mut timings, &mut metrics, &mut events)?;
             task.save(step - 1)?;
             bail!(
                 "interrupted at step {step}; the checkpoint of step {} resumes it",
@@ -127,11 +149,16 @@ pub fn drive(
         waited_total += waited;
         busy_total += busy;
         timings.insert(step, (waited, busy));
-        write_records(records, &mut timings, &mut metrics)?;
+        write_records(records, &mut timings, &mut metrics, &mut events)?;
         progress.set_position(step);
         if save {
             metrics.flush()?;
             task.save(step)?;
+            for (tag, path) in task.saved_images(step) {
+                events.png_file(&tag, step, &path)?;
+            }
+            events.flush()?;
+            cx.saved(log_dir);
         }
         if step < plan.max_steps {
             // Fetched now, while the GPU works on this step; the wait counts for the next.

@@ -8,6 +8,7 @@ mod align;
 mod gpu;
 mod pipeline;
 mod root_layers;
+mod results;
 mod support;
 mod tidy;
 mod toolchain;

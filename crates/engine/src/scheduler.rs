@@ -460,6 +460,12 @@ pub enum Event {
         outcome: Outcome,
         elapsed: Duration,
     },
+    /// A running stage wrote a save point (`StageCx::saved`); its live files are in `dir`.
+    Saved {
+        stage: String,
+        key: StageKey,
+        dir: PathBuf,
+    },
 }
 
 pub struct ExecuteOptions<'a> {
@@ -671,6 +677,14 @@ fn run_stage(
         options.run,
         options.cancel.clone(),
     );
+    let on_save = |dir: &Path| {
+        on_event(&Event::Saved {
+            stage: ps.name.clone(),
+            key: ps.key.clone(),
+            dir: dir.to_path_buf(),
+        })
+    };
+    cx.on_save = Some(&on_save);
     let result = catch_unwind(AssertUnwindSafe(|| spec.kind.run(&spec.params, &mut cx)));
     match result {
         Ok(Ok(())) => {}

@@ -99,6 +99,8 @@ pub struct StageCx<'a> {
     pub(crate) options: &'a RunOptions,
     pub(crate) cancel: Arc<AtomicBool>,
     pub(crate) notes: BTreeMap<String, serde_json::Value>,
+    /// Called by [`StageCx::saved`]: the scheduler turns it into `Event::Saved`.
+    pub(crate) on_save: Option<&'a (dyn Fn(&Path) + Sync)>,
 }
 
 impl<'a> StageCx<'a> {
@@ -122,6 +124,7 @@ impl<'a> StageCx<'a> {
             options,
             cancel,
             notes: BTreeMap::new(),
+            on_save: None,
         }
     }
 
@@ -180,5 +183,13 @@ impl<'a> StageCx<'a> {
 
     pub fn notes(&self) -> &BTreeMap<String, serde_json::Value> {
         &self.notes
+    }
+
+    /// Says the stage has just written a save point whose files people look at (metrics,
+    /// images) are in `dir`, so the run can refresh its report while the stage goes on.
+    pub fn saved(&self, dir: &Path) {
+        if let Some(on_save) = self.on_save {
+            on_save(dir);
+        }
     }
 }

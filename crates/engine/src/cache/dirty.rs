@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::fingerprint::{diff_listings, ListingDiff};
 use super::key::KeyPreimage;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, UpstreamRecord};
 use super::store::CacheStore;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +148,25 @@ pub fn explain(
     upstream_stage: &BTreeMap<String, String>,
     store: &CacheStore,
 ) -> Vec<DirtyReason> {
-    let was = &old.preimage;
+    explain_between(
+        &old.preimage,
+        &old.upstream,
+        new,
+        upstream_stage,
+        Some(store),
+    )
+}
+
+/// Why preimage `new` differs from `was`, whose upstream stages `was_upstream` names (a
+/// manifest's or a plan's records): what `plan` says, and `diff` between any two runs. Without
+/// a `store`, a changed input is named but its files are not counted.
+pub fn explain_between(
+    was: &KeyPreimage,
+    was_upstream: &BTreeMap<String, UpstreamRecord>,
+    new: &KeyPreimage,
+    upstream_stage: &BTreeMap<String, String>,
+    store: Option<&CacheStore>,
+) -> Vec<DirtyReason> {
     let mut reasons = Vec::new();
     if was.format != new.format {
         reasons.push(DirtyReason::KeyFormatChanged {
@@ -215,7 +233,7 @@ pub fn explain(
         .collect();
     for role in roles {
         let now_stage = upstream_stage.get(role.as_str()).map(String::as_str);
-        let then_stage = old.upstream.get(role.as_str()).map(|u| u.stage.as_str());
+        let then_stage = was_upstream.get(role.as_str()).map(|u| u.stage.as_str());
         let (o, n) = (
             describe_up(role, was, then_stage),
             describe_up(role, new, now_stage),
@@ -238,8 +256,8 @@ pub fn explain(
             }
             (_, _, Some(a), Some(b)) if a.input == b.input && a.subpath == b.subpath => {
                 if a.digest != b.digest || a.mode != b.mode {
-                    let diff = match (store.load_listing(&a.digest), store.load_listing(&b.digest))
-                    {
+                    let listing = |d: &str| store.and_then(|s| s.load_listing(d));
+                    let diff = match (listing(&a.digest), listing(&b.digest)) {
                         (Some(x), Some(y)) if a.mode == b.mode => Some(diff_listings(&x, &y)),
                         _ => None,
                     };

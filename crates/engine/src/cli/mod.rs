@@ -1,5 +1,5 @@
 //! The engine's CLI verbs (`run`, `plan`, `dag`, `gc`, `cache verify`, `kinds`, `lock`,
-//! `verify`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
+//! `verify`, `diff`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
 //! to compose: it flattens [`EngineCommand`] into its own subcommand enum, flattens
 //! [`GlobalArgs`] into its parser, calls [`init_logging`] once and hands each engine verb to
 //! [`execute`] with its [`Registry`] of stage kinds and its [`Hooks`] (output comparison for
@@ -63,6 +63,7 @@
 //! result; no verb owns logic the engine needs.
 
 mod dag;
+mod diff;
 mod gc;
 mod hooks;
 mod lock;
@@ -146,6 +147,10 @@ pub enum EngineCommand {
     Status(slurm::StatusArgs),
     /// Cancel the queued and running Slurm jobs of an experiment's stages.
     Cancel(slurm::StatusArgs),
+    /// Compare two runs (experiment files, `FILE@VARIANT` sweep variants or runs/ directories):
+    /// params that differ, which keys differ and why, metrics with their difference, and a
+    /// side-by-side HTML page of their images.
+    Diff(diff::DiffArgs),
     /// Run one stage by key (what a Slurm job runs); refuses when the stage's key changed.
     #[command(hide = true)]
     RunStage(slurm::RunStageArgs),
@@ -251,6 +256,7 @@ pub fn execute_result(
         EngineCommand::Status(args) => slurm::status(args, global, registry),
         EngineCommand::Cancel(args) => slurm::cancel(args, global, registry),
         EngineCommand::RunStage(args) => slurm::run_stage(args, global, registry),
+        EngineCommand::Diff(args) => diff::diff(args, global, registry),
         EngineCommand::Kinds => {
             print!("{}", registry.describe());
             Ok(())
@@ -319,6 +325,32 @@ pub(crate) fn load_sweep(
             .max_variants
             .unwrap_or(crate::config::DEFAULT_MAX_VARIANTS),
     )?)
+}
+
+/// Loads an experiment file (with `--set`/`--sweep`), opens its cache and plans every stage.
+pub(crate) fn plan_file(
+    file: &Path,
+    registry: &Registry,
+    set: &[String],
+    sweep: &SweepArgs,
+    global: &GlobalArgs,
+) -> Result<
+    (
+        crate::config::Sweep,
+        crate::cache::CacheStore,
+        crate::scheduler::SweepPlan,
+    ),
+    CliError,
+> {
+    let sweep = load_sweep(file, registry, set, sweep)?;
+    let store = crate::cache::CacheStore::open(&cache_dir(global, Some(&sweep.base)))?;
+    let plan = crate::scheduler::plan_sweep(
+        &sweep,
+        &store,
+        &runs_dir(global),
+        &crate::scheduler::PlanOptions::default(),
+    )?;
+    Ok((sweep, store, plan))
 }
 
 /// The tool version recorded in manifests and locks.

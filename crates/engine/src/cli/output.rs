@@ -117,6 +117,7 @@ fn write_outputs(
                 title: format!("{} / {}", sweep.base.name, variant.name),
                 subtitle: variant_subtitle(variant),
                 nodes: html::nodes(plan, Some(report), store, Some(v)),
+                runs_subdir: sweep.variants[v].runs_subdir(),
                 ..html::Page::default()
             };
             html::write(&page, &variant.dir.join(report::REPORT_HTML))
@@ -142,6 +143,8 @@ fn write_outputs(
         nodes: html::nodes(plan, Some(report), store, None),
         sweep: sweep.is_sweep().then_some(&summary),
         images,
+        runs_subdir: std::path::PathBuf::from(&sweep.base.name),
+        banner: None,
     };
     html::write(&page, &exp_dir.join(report::REPORT_HTML)).map_err(|e| failed("the report", &e))?;
     println!("report: {}", shown.join(report::REPORT_HTML).display());
@@ -193,6 +196,7 @@ pub(super) fn render_event(event: &Event) {
                 tracing::warn!("stage `{stage}` interrupted; its partial work is kept for a resume")
             }
         },
+        Event::Saved { stage, .. } => tracing::debug!("stage `{stage}` saved"),
     }
 }
 

@@ -143,7 +143,20 @@ pub fn run(
         tool_version: super::tool_version(),
     };
     let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
-    let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &render_event);
+    let report_path = std::path::absolute(&runs_dir)
+        .unwrap_or_else(|_| runs_dir.clone())
+        .join(&exp.name)
+        .join(crate::report::REPORT_HTML);
+    let live = crate::report::live::LiveReport::start(&sweep, &sweep_plan, &store, report_path);
+    tracing::info!(
+        "report: {} (rewritten at each training save while this runs)",
+        live.path().display()
+    );
+    let on_event = |event: &Event| {
+        render_event(event);
+        live.observe(event);
+    };
+    let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &on_event);
     finish(
         started,
         &sweep,

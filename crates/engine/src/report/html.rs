@@ -1,16 +1,23 @@
 //! `report.html`: one static, self-contained page per run, per sweep variant and per sweep.
 //!
-//! Readable offline: inline CSS, no scripts, no external assets. The DAG is an inline SVG laid
-//! out here (columns by depth, rows in plan order, inputs in the first column); stage status and
-//! timings and each stage's `metrics.json` scalars are tables; images are the PNGs stages wrote
-//! (`loss_curve.png`, `add_*.png`, the latest `reconstructed_*.png`), embedded byte for byte as
-//! base64 `data:` URIs. Nothing is decoded, so the engine needs no image library.
+//! Readable offline: inline CSS, no scripts, no external assets. From the top: a "did it work?"
+//! list (one sentence per stage, [`sections::verdict`]), the sweep table, the DAG (an inline SVG
+//! laid out here, scaled to the page width), the stage table (each row linking to its entry, its
+//! manifest and its log tail), the training curves and the attribute charts (inline SVG,
+//! [`charts`]), originals next to reconstructions, the other images, each stage's
+//! `metrics.json` scalars, and the log tails. Images are the PNGs stages wrote, embedded byte
+//! for byte as base64 `data:` URIs (click one to enlarge it: a CSS checkbox, no script).
+//! Nothing is decoded, so the engine needs no image library.
+//!
+//! While a run goes on, [`super::live`] rewrites the page at each training save: a running
+//! stage's curves and grids then come from the directory it named in `StageCx::saved`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::sections;
 use super::{format_metric, read_metrics, table, SweepSummary};
 use crate::cache::manifest::Manifest;
 use crate::cache::CacheStore;
@@ -34,6 +41,19 @@ pub struct Node {
     pub metrics: BTreeMap<String, serde_json::Value>,
     /// Why it failed or was skipped.
     pub note: Option<String>,
+    /// Its `runs/` links, relative to the runs directory.
+    pub links: Vec<PathBuf>,
+    /// While it runs: where its live files (metrics, grids) are.
+    pub live_dir: Option<PathBuf>,
+    /// The last lines of its log: (where they come from, the lines).
+    pub log: Option<(String, Vec<String>)>,
+}
+
+impl Node {
+    /// Where its files are now: the live directory while it runs, else its entry.
+    pub fn files_dir(&self) -> &Path {
+        self.live_dir.as_deref().unwrap_or(&self.dir)
+    }
 }
 
 /// A whole page.
@@ -45,6 +65,22 @@ pub struct Page<'a> {
     pub sweep: Option<&'a SweepSummary>,
     /// Extra images (caption, PNG path), e.g. a sweep's contact sheet.
     pub images: Vec<(String, PathBuf)>,
+    /// The page's directory relative to the runs directory (`demo`, `smile/alfa-0.5`), so that
+    /// a stage row links to its entry through its `runs/` link.
+    pub runs_subdir: PathBuf,
+    /// A line shown while the run goes on (the live page).
+    pub banner: Option<String>,
+}
+
+/// What the run knows of a stage so far, for [`nodes_with`].
+pub enum Known<'o> {
+    Outcome(&'o Outcome),
+    /// Running; its live files are in the directory, once it named one.
+    Running(Option<&'o Path>),
+    /// Not started yet (while a run goes on).
+    Waiting,
+    /// No run: only the cache says.
+    Unknown,
 }
 
 /// The nodes of the whole plan (`variant: None`) or of one variant, with the run's outcomes.
@@ -53,6 +89,24 @@ pub fn nodes(
     report: Option<&RunReport>,
     store: &CacheStore,
     variant: Option<usize>,
+) -> Vec<Node> {
+    nodes_with(
+        plan,
+        store,
+        variant,
+        &|i| match report.and_then(|r| r.results.get(i)) {
+            Some((_, o)) => Known::Outcome(o),
+            None => Known::Unknown,
+        },
+    )
+}
+
+/// Like [`nodes`], with what the run knows of plan stage `i` from `known(i)`.
+pub fn nodes_with<'o>(
+    plan: &SweepPlan,
+    store: &CacheStore,
+    variant: Option<usize>,
+    known: &dyn Fn(usize) -> Known<'o>,
 ) -> Vec<Node> {
     let selected: Vec<(String, usize)> = match variant {
         Some(v) => plan.variant_stages.get(v).cloned().unwrap_or_default(),
@@ -75,9 +129,15 @@ pub fn nodes(
             let ps = &plan.plan.stages[*i];
             let dir = store.entry_dir(&ps.key);
             let manifest = Manifest::read(&dir, Some(&ps.key));
-            let outcome = report.and_then(|r| r.results.get(*i)).map(|(_, o)| o);
-            let (status, elapsed, note) = match outcome {
-                Some(o) => (
+            let known = known(*i);
+            let live_dir = match &known {
+                Known::Running(dir) => dir.map(Path::to_path_buf),
+                _ => None,
+            };
+            let (status, elapsed, note) = match known {
+                Known::Running(_) => ("running".to_owned(), None, None),
+                Known::Waiting if manifest.is_none() => ("waiting".to_owned(), None, None),
+                Known::Outcome(o) => (
                     o.status().to_owned(),
                     match o {
                         Outcome::Ran { duration, .. } => Some(duration.as_secs_f64()),
@@ -90,9 +150,15 @@ pub fn nodes(
                         _ => None,
                     },
                 ),
-                None if manifest.is_some() => ("cached".to_owned(), None, None),
-                None => ("missing".to_owned(), None, None),
+                _ if manifest.is_some() => ("cached".to_owned(), None, None),
+                _ => ("missing".to_owned(), None, None),
             };
+            let log = log_tail(
+                store,
+                &ps.key.to_string(),
+                live_dir.as_deref().unwrap_or(&dir),
+                note.as_deref(),
+            );
             let mut inputs: Vec<String> =
                 ps.input_records.values().map(|r| r.input.clone()).collect();
             inputs.dedup();
@@ -112,9 +178,48 @@ pub fn nodes(
                 metrics: read_metrics(&dir),
                 dir,
                 note,
+                links: ps.links.clone(),
+                live_dir,
+                log,
             }
         })
         .collect()
+}
+
+/// The last lines of a stage's log: its newest Slurm job log, else why it failed, else the last
+/// lines of its `metrics.jsonl` (local stages log to the terminal).
+fn log_tail(
+    store: &CacheStore,
+    key: &str,
+    files: &Path,
+    note: Option<&str>,
+) -> Option<(String, Vec<String>)> {
+    let logs = crate::executor::jobs::jobs_dir(store.root()).join("logs");
+    let newest = std::fs::read_dir(&logs).ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(key) && n.ends_with(".log")
+            })
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path())
+    });
+    if let Some(path) = newest {
+        if let Some(lines) = crate::executor::jobs::log_tail(&path, 30) {
+            return Some((path.display().to_string(), lines));
+        }
+    }
+    if let Some(note) = note {
+        return Some((
+            "the error".to_owned(),
+            note.lines().map(str::to_owned).collect(),
+        ));
+    }
+    let path = files.join("metrics.jsonl");
+    crate::executor::jobs::log_tail(&path, 5)
+        .filter(|l| !l.is_empty())
+        .map(|l| (path.display().to_string(), l))
 }
 
 /// Renders and writes a page.
@@ -128,11 +233,21 @@ h1{font-size:1.5em;margin-bottom:0}h2{margin-top:2em;border-bottom:1px solid #dd
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-variant-numeric:tabular-nums}\
 th{background:#f4f4f4}code{font-size:.9em}.ran{background:#c8e6c9}.hit{background:#e3f2fd}\
 .cached{background:#eee}.failed{background:#ffcdd2}.skipped,.cancelled{background:#ffe0b2}\
-.missing{background:#fafafa}figure{display:inline-block;margin:.5em;vertical-align:top}\
-figure img{max-width:600px;border:1px solid #ddd}figcaption{color:#555;font-size:.9em}\
-svg text{font:12px system-ui,sans-serif}";
+.running{background:#fff59d}.missing,.waiting{background:#fafafa}\
+.banner{background:#fff59d;padding:.5em 1em;border-radius:4px}\
+.verdict{font-size:1.05em}ul.verdict li{margin:.2em 0}\
+figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}\
+figcaption{color:#555;font-size:.9em}\
+.dag{max-width:100%;height:auto}.charts{display:flex;flex-wrap:wrap;gap:8px}\
+.pair{display:flex;gap:12px;align-items:flex-start}.pair figure{flex:1;margin:.5em 0;min-width:0}\
+.zoom input{display:none}.zoom img{display:block;max-width:100%;border:1px solid #ddd;cursor:zoom-in;image-rendering:pixelated}\
+.pair .zoom img{width:100%}\
+.zoom input:checked+img{position:fixed;top:2vh;left:2vw;width:96vw;height:96vh;max-width:none;object-fit:contain;z-index:9;\
+background:#fff;box-shadow:0 0 0 100vmax rgba(0,0,0,.75);cursor:zoom-out}\
+pre{background:#f7f7f7;padding:.5em;overflow-x:auto;font-size:12px}\
+svg{font-family:system-ui,sans-serif;font-size:12px}";
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -141,6 +256,23 @@ fn esc(s: &str) -> String {
 
 fn secs(s: Option<f64>) -> String {
     s.map_or(String::new(), |s| format!("{s:.2}s"))
+}
+
+/// The href of a stage's entry from the page: through its `runs/` link when the page's
+/// directory holds it, else the entry's absolute path.
+fn entry_href(page: &Page<'_>, n: &Node) -> String {
+    if n.live_dir.is_none() {
+        for link in &n.links {
+            if let Ok(rel) = link.strip_prefix(&page.runs_subdir) {
+                if !rel.as_os_str().is_empty() && !page.runs_subdir.as_os_str().is_empty() {
+                    return rel.to_string_lossy().into_owned();
+                }
+            }
+        }
+    }
+    let dir = n.files_dir();
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!("file://{}", abs.display())
 }
 
 /// The page as HTML text.
@@ -153,6 +285,34 @@ pub fn render(page: &Page<'_>) -> String {
         esc(&page.title),
         esc(&page.subtitle)
     );
+    if let Some(banner) = &page.banner {
+        let _ = writeln!(h, "<p class=\"banner\">{}</p>", esc(banner));
+    }
+    let views: Vec<(Option<sections::Series>, Option<serde_json::Value>)> = page
+        .nodes
+        .iter()
+        .map(|n| {
+            let metrics = std::fs::read(n.files_dir().join("metrics.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            (sections::read_series(n.files_dir()), metrics)
+        })
+        .collect();
+    let verdict: Vec<String> = page
+        .nodes
+        .iter()
+        .zip(&views)
+        .flat_map(|(n, (series, metrics))| {
+            sections::verdict(&n.name, series.as_ref(), metrics.as_ref())
+        })
+        .collect();
+    if !verdict.is_empty() {
+        h.push_str("<h2>Did it work?</h2><ul class=\"verdict\">\n");
+        for line in &verdict {
+            let _ = writeln!(h, "<li>{}</li>", esc(line));
+        }
+        h.push_str("</ul>\n");
+    }
     if let Some(sweep) = page.sweep {
         let (header, rows) = table(sweep);
         let _ = write!(h, "<h2>Sweep</h2><table><tr>");
@@ -177,17 +337,28 @@ pub fn render(page: &Page<'_>) -> String {
     if !page.images.is_empty() {
         h.push_str("<h2>Overview</h2>\n");
         for (caption, path) in &page.images {
-            figure(&mut h, caption, path);
+            zoomable(&mut h, caption, path);
         }
     }
     if !page.nodes.is_empty() {
         h.push_str("<h2>Stages</h2>\n");
         h.push_str(&dag_svg(&page.nodes));
-        h.push_str("<table><tr><th>stage</th><th>kind</th><th>status</th><th>this run</th><th>compute</th><th>key</th><th>entry</th><th>note</th></tr>\n");
-        for n in &page.nodes {
+        h.push_str("<table><tr><th>stage</th><th>kind</th><th>status</th><th>this run</th><th>compute</th><th>key</th><th>files</th><th>note</th></tr>\n");
+        for (i, n) in page.nodes.iter().enumerate() {
+            let href = esc(&entry_href(page, n));
+            let manifest = if n.live_dir.is_none() && n.dir.join("manifest.json").is_file() {
+                format!(" · <a href=\"{href}/manifest.json\">manifest</a>")
+            } else {
+                String::new()
+            };
+            let log = if n.log.is_some() {
+                format!(" · <a href=\"#log-{i}\">log tail</a>")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 h,
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><a href=\"{href}\">entry</a>{manifest}{log}</td><td>{}</td></tr>",
                 esc(&n.status),
                 esc(&n.name),
                 esc(&n.kind),
@@ -195,11 +366,60 @@ pub fn render(page: &Page<'_>) -> String {
                 secs(n.elapsed_s),
                 secs(n.compute_s),
                 esc(n.key.get(..12).unwrap_or(&n.key)),
-                esc(&n.dir.display().to_string()),
                 esc(n.note.as_deref().unwrap_or("")),
             );
         }
         h.push_str("</table>\n");
+
+        let mut training = String::new();
+        let mut grids = String::new();
+        let mut attributes = String::new();
+        for (n, (series, metrics)) in page.nodes.iter().zip(&views) {
+            if let Some(series) = series {
+                let _ = write!(
+                    training,
+                    "<h3>{}</h3>{}",
+                    esc(&n.name),
+                    sections::training(series)
+                );
+            }
+            let pairs = sections::reconstructions(&n.name, n.files_dir());
+            if !pairs.is_empty() {
+                let _ = write!(grids, "<h3>{}</h3>{pairs}", esc(&n.name));
+            }
+            if let Some(m) = metrics {
+                let a = sections::attributes(&n.name, m);
+                if !a.is_empty() {
+                    let _ = write!(attributes, "<h3>{}</h3>{a}", esc(&n.name));
+                }
+            }
+        }
+        for (title, body) in [
+            ("Training", &training),
+            (
+                "Reconstructions (left: the batch, right: the VAE's output; click to enlarge)",
+                &grids,
+            ),
+            ("Attributes", &attributes),
+        ] {
+            if !body.is_empty() {
+                let _ = writeln!(h, "<h2>{}</h2>\n{body}", esc(title));
+            }
+        }
+        let mut images = String::new();
+        for n in &page.nodes {
+            for path in stage_images(n.files_dir()) {
+                let file = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                zoomable(&mut images, &format!("{} — {file}", n.name), &path);
+            }
+        }
+        if !images.is_empty() {
+            h.push_str("<h2>Images</h2>\n");
+            h.push_str(&images);
+        }
         let with_metrics: Vec<&Node> = page
             .nodes
             .iter()
@@ -220,31 +440,34 @@ pub fn render(page: &Page<'_>) -> String {
                 h.push_str("</table>\n");
             }
         }
-        let mut images = String::new();
-        for n in &page.nodes {
-            for path in stage_images(&n.dir) {
-                let file = path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                figure(&mut images, &format!("{} — {file}", n.name), &path);
+        let mut logs = String::new();
+        for (i, n) in page.nodes.iter().enumerate() {
+            if let Some((source, lines)) = &n.log {
+                let _ = writeln!(
+                    logs,
+                    "<h3 id=\"log-{i}\">{}</h3><p class=\"sub\">{}</p><pre>{}</pre>",
+                    esc(&n.name),
+                    esc(source),
+                    esc(&lines.join("\n"))
+                );
             }
         }
-        if !images.is_empty() {
-            h.push_str("<h2>Images</h2>\n");
-            h.push_str(&images);
+        if !logs.is_empty() {
+            h.push_str("<h2>Log tails</h2>\n");
+            h.push_str(&logs);
         }
     }
     h.push_str("</body></html>\n");
     h
 }
 
-fn figure(h: &mut String, caption: &str, path: &Path) {
+/// A figure whose image enlarges to the window when clicked (and shrinks on a second click).
+pub(crate) fn zoomable(h: &mut String, caption: &str, path: &Path) {
     match std::fs::read(path) {
         Ok(bytes) => {
             let _ = writeln!(
                 h,
-                "<figure><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>",
+                "<figure><label class=\"zoom\" title=\"click to enlarge\"><input type=\"checkbox\"><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"></label><figcaption>{0}</figcaption></figure>",
                 esc(caption),
                 base64(&bytes)
             );
@@ -261,8 +484,8 @@ fn figure(h: &mut String, caption: &str, path: &Path) {
     }
 }
 
-/// The PNGs of an entry worth showing: `loss_curve.png`, `add_*.png`, and the latest
-/// `reconstructed_*.png` (names sort by step).
+/// The PNGs of an entry shown as they are: `add_*.png` (the training curves and the
+/// reconstructions have their own sections).
 pub fn stage_images(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -270,23 +493,10 @@ pub fn stage_images(dir: &Path) -> Vec<PathBuf> {
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".png"))
+        .filter(|n| n.starts_with("add_") && n.ends_with(".png"))
         .collect();
     names.sort();
-    let mut out: Vec<PathBuf> = Vec::new();
-    if names.iter().any(|n| n == "loss_curve.png") {
-        out.push(dir.join("loss_curve.png"));
-    }
-    out.extend(
-        names
-            .iter()
-            .filter(|n| n.starts_with("add_"))
-            .map(|n| dir.join(n)),
-    );
-    if let Some(last) = names.iter().rev().find(|n| n.starts_with("reconstructed_")) {
-        out.push(dir.join(last));
-    }
-    out
+    names.into_iter().map(|n| dir.join(n)).collect()
 }
 
 /// Standard base64 with padding.
@@ -357,7 +567,7 @@ pub fn dag_svg(nodes: &[Node]) -> String {
         .max()
         .unwrap_or(0);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">\n"
+        "<svg class=\"dag\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">\n"
     );
     let edge = |s: &mut String, from: (usize, usize), to: (usize, usize)| {
         let (x1, y1, x2, y2) = (from.0 + W, from.1 + H / 2, to.0, to.1 + H / 2);
@@ -398,6 +608,7 @@ pub fn dag_svg(nodes: &[Node]) -> String {
         let fill = match n.status.as_str() {
             "ran" => "#c8e6c9",
             "hit" => "#e3f2fd",
+            "running" => "#fff59d",
             "failed" => "#ffcdd2",
             "skipped" | "cancelled" => "#ffe0b2",
             "missing" => "#fafafa",

@@ -1,6 +1,7 @@
 //! What a run leaves for people to read: the sweep summary (`sweep.json`, the hook for image
 //! outputs built outside the engine), the sweep table (`sweep.csv`, `sweep.md`) and the static
-//! `report.html` pages ([`html`]).
+//! `report.html` pages ([`html`]: its charts in [`charts`], its "did it work?" parts in
+//! [`sections`], its rewrites while a run goes on in [`live`]).
 //!
 //! Everything here is read back from the cache after the scheduler is done: entry directories,
 //! manifests and the `metrics.json` files stages wrote. Nothing is decoded: PNGs a stage produced
@@ -23,7 +24,10 @@
 //!                                 "compute_s": 3.2, "metrics": { "…": 1.0 } } ] } ] }
 //! ```
 
+pub mod charts;
 pub mod html;
+pub mod live;
+pub mod sections;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
