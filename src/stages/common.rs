@@ -5,7 +5,6 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Deserializer, Serialize};
 use tch::{Device, Kind, Tensor};
 use vaepipe_engine::stage::StageCx;
@@ -158,20 +157,12 @@ pub fn to_nhwc_vec(x: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&nhwc.flatten(0, -1))?)
 }
 
-pub fn progress_bar(cx: &StageCx<'_>, len: u64, position: u64) -> ProgressBar {
-    let bar = if cx.options().quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(len)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(cx.stage_name().to_owned());
-    bar.set_position(position);
-    bar
+pub fn progress_bar(
+    cx: &StageCx<'_>,
+    len: u64,
+    position: u64,
+) -> vaepipe_engine::progress::Progress {
+    cx.progress(len, position)
 }
 
 /// Keeps the lines of a `metrics.jsonl` whose `step` is at most `last_step` (a resumed run

@@ -85,8 +85,9 @@ pub fn drive(
             .metrics
             .insert("step_ms".into(), (busy.as_secs_f64() * 1e3).into());
         writeln!(metrics, "{}", serde_json::Value::Object(record.metrics))?;
-        progress.set_position(step);
+        // The message first: a plain progress line (no terminal) prints on the position change.
         progress.set_message(record.message);
+        progress.set_position(step);
         if save {
             metrics.flush()?;
             task.save(step)?;

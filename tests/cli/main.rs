@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a test failure
 
+mod faults;
+mod fuzz;
+mod hardening;
 mod pipeline;
 mod support;
 mod tidy;

@@ -52,6 +52,8 @@ pub struct BatchConfig {
     pub prefetch: usize,
     /// Decode threads; 0 uses all cores. Not part of any result.
     pub threads: usize,
+    /// Images whose header claims more are refused, naming the file (see `decode.rs`).
+    pub limits: crate::decode::DecodeLimits,
 }
 
 /// Bilinear resize applied to the normalised crop.
@@ -75,6 +77,7 @@ impl Default for BatchConfig {
             repeat: true,
             prefetch: 4,
             threads: 0,
+            limits: crate::decode::DecodeLimits::DEFAULT,
         }
     }
 }
@@ -137,12 +140,9 @@ pub fn epoch_schedule(len: usize, config: &BatchConfig, epoch: u64) -> Vec<Vec<u
 /// Decodes one image file into normalised CHW floats (`3 * s * s`, s = `config.out_size()`)
 /// written into `out`. Any decoder failure or panic becomes an error naming the file.
 pub fn decode_into(path: &Path, config: &BatchConfig, out: &mut [f32]) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| image::load_from_memory(&bytes)))
-        .map_err(|_| Error::image(path, "the image decoder panicked"))?
-        .map_err(|e| Error::image(path, format!("cannot decode: {e}")))?;
-    // TF's decode_image(channels=3): grayscale is replicated, alpha dropped.
-    let rgb = decoded.to_rgb8();
+    // TF's decode_image(channels=3): grayscale is replicated, alpha dropped; the size is
+    // checked against the header before anything is allocated.
+    let rgb = crate::decode::open_image(path, &config.limits)?.rgb;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let crop = config.crop;
     let cropped = imageops::crop_or_pad(rgb.as_raw(), h, w, 3, crop, crop);
