@@ -80,7 +80,7 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
 
     let killed = Project::new();
     killed.file("tiny.toml", &config());
-    let mut state = 0x15_u64 * 0x9e37_79b9_7f4a_7c15;
+    let mut state = 0x15_u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     for _ in 0..6 {
         let fraction = 0.05 + (next(&mut state) % 900) as f64 / 1000.0;

@@ -146,7 +146,7 @@ fn fuzz(
     let started = Instant::now();
     let mut found = None;
     for _ in 0..iterations {
-        let base: &str = rng.pick(seeds);
+        let base: &str = rng.pick(seeds).as_str();
         let input = mutate(&mut rng, base, seeds);
         match catch_unwind(AssertUnwindSafe(|| parse(&input))) {
             Ok(Ok(())) => tally.accepted += 1,

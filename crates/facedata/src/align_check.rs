@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
 
@@ -547,6 +546,7 @@ pub fn read_excluded(path: &Path) -> Result<std::collections::BTreeSet<String>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn png_bytes(img: image::DynamicImage) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());

@@ -48,3 +48,8 @@ fn cmyk_jpeg_decodes_to_pillows_rgb() {
 fn palette_png_decodes_to_its_palette_colours() {
     check("palette.png", 0);
 }
+
+#[test]
+fn one_channel_grey_jpeg_is_replicated_to_rgb() {
+    check("grey.jpg", 2);
+}
