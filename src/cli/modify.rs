@@ -314,7 +314,11 @@ mod tests {
         );
         assert_eq!(
             names(&["q/5.jpg", "q/5.jpg", "q/5.jpg"]),
-            ["5_jpg_smiling.png", "5_jpg-2_smiling.png", "5_jpg-3_smiling.png"]
+            [
+                "5_jpg_smiling.png",
+                "5_jpg-2_smiling.png",
+                "5_jpg-3_smiling.png"
+            ]
         );
     }
 }

@@ -106,7 +106,10 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
         let verify = killed.run(&["cache", "verify"]);
         assert_eq!(verify.code, 0, "after a kill: {}", verify.all());
     }
-    assert!(kills >= 5, "only {kills} of the runs were still going when killed");
+    assert!(
+        kills >= 5,
+        "only {kills} of the runs were still going when killed"
+    );
     killed.ok(&RUN);
     killed.ok(&["cache", "verify"]);
     let got = artifact_hashes(&killed);
@@ -114,7 +117,10 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
         .keys()
         .filter(|k| got.get(*k) != expected.get(*k))
         .collect();
-    assert!(differ.is_empty(), "files that differ or are missing: {differ:?}");
+    assert!(
+        differ.is_empty(),
+        "files that differ or are missing: {differ:?}"
+    );
     assert_eq!(got.len(), expected.len());
 }
 
@@ -140,7 +146,11 @@ fn two_concurrent_runs_on_one_cache_both_succeed_and_compute_each_stage_once() {
     for stage in ["faces", "check", "train", "encode", "vectors", "render"] {
         let started = format!("stage `{stage}` started (miss");
         let runs: usize = logs.iter().map(|l| l.matches(&started).count()).sum();
-        assert_eq!(runs, 1, "`{stage}` ran {runs} times:\n{}\n---\n{}", logs[0], logs[1]);
+        assert_eq!(
+            runs, 1,
+            "`{stage}` ran {runs} times:\n{}\n---\n{}",
+            logs[0], logs[1]
+        );
     }
     p.ok(&["cache", "verify"]);
 }

@@ -42,11 +42,47 @@ impl Rng {
 
 /// Fragments that parsers treat specially: structure, numbers at their limits, odd Unicode.
 const TOKENS: &[&str] = &[
-    "[", "]", "{", "}", "=", "\"", "'", ",", ".", "\n", "\r\n", "\t", " ", "#", "[[", "]]",
-    "\u{feff}", "é", "\u{0}", "-1", "+1", "1", "0", "2", "-", "nan", "inf", "1e309",
-    "18446744073709551616", "-9223372036854775809", "true", "[stage.x]", "kind = \"encode\"",
-    "from = { data = \"faces\" }", "[sweep]", "[experiment]", "seed = ", "\"\"\"", "Smiling",
-    "000001.jpg", "img_align_celeba",
+    "[",
+    "]",
+    "{",
+    "}",
+    "=",
+    "\"",
+    "'",
+    ",",
+    ".",
+    "\n",
+    "\r\n",
+    "\t",
+    " ",
+    "#",
+    "[[",
+    "]]",
+    "\u{feff}",
+    "é",
+    "\u{0}",
+    "-1",
+    "+1",
+    "1",
+    "0",
+    "2",
+    "-",
+    "nan",
+    "inf",
+    "1e309",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "true",
+    "[stage.x]",
+    "kind = \"encode\"",
+    "from = { data = \"faces\" }",
+    "[sweep]",
+    "[experiment]",
+    "seed = ",
+    "\"\"\"",
+    "Smiling",
+    "000001.jpg",
+    "img_align_celeba",
 ];
 
 /// One mutated copy of `base`: 1–4 byte, token and line edits; then lossy UTF-8.
@@ -215,9 +251,16 @@ fn the_celeba_parsers_survive_seeded_mutations() {
         })
         .collect();
     let attributes = celeba::format_attributes(rows.iter().map(|(n, v)| (n.as_str(), v)));
-    let partitions = celeba::format_pairs(rows.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i % 3)));
-    let identities =
-        celeba::format_pairs(rows.iter().enumerate().map(|(i, (n, _))| (n.as_str(), 100 + i)));
+    let partitions = celeba::format_pairs(
+        rows.iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.as_str(), i % 3)),
+    );
+    let identities = celeba::format_pairs(
+        rows.iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.as_str(), 100 + i)),
+    );
     let path = Path::new("list_attr_celeba.txt");
     let named = |r: Result<(), vaepipe_facedata::Error>| match r {
         Ok(()) => Ok(()),
@@ -239,8 +282,12 @@ fn the_celeba_parsers_survive_seeded_mutations() {
         named(celeba::parse_partitions(path, text).map(|_| ()))
     });
     assert!(t.accepted > 0 && t.rejected > 0);
-    let t = fuzz("celeba identities", &[identities, partitions], 17, 3000, |text| {
-        named(celeba::parse_identities(path, text).map(|_| ()))
-    });
+    let t = fuzz(
+        "celeba identities",
+        &[identities, partitions],
+        17,
+        3000,
+        |text| named(celeba::parse_identities(path, text).map(|_| ())),
+    );
     assert!(t.accepted > 0 && t.rejected > 0);
 }

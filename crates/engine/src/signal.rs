@@ -72,7 +72,9 @@ pub fn install_for(flag: &Arc<AtomicBool>) {
             // already set the flag (signal-hook's documented double Ctrl-C pattern).
             let registered =
                 signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, CANCEL.clone())
-                    .and_then(|_| signal_hook::flag::register_usize(sig, CAUGHT.clone(), sig as usize))
+                    .and_then(|_| {
+                        signal_hook::flag::register_usize(sig, CAUGHT.clone(), sig as usize)
+                    })
                     .and_then(|_| signal_hook::flag::register(sig, CANCEL.clone()));
             if let Err(e) = registered {
                 tracing::warn!(

@@ -871,12 +871,19 @@ fn sigterm_stops_a_long_stage_with_143_and_the_rerun_resumes() {
     // A correctness bound, not a benchmark: the stage checks the flag every 5 ms step.
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(log.contains("interrupted"), "{log}");
-    assert!(!any_manifest(&p.dir), "an interrupted stage leaves no entry");
+    assert!(
+        !any_manifest(&p.dir),
+        "an interrupted stage leaves no entry"
+    );
     let stopped_at = partial_progress(&p.dir);
     assert!((2..1000).contains(&stopped_at), "{stopped_at}");
     p.ok(&["run", "slow.toml"]);
     let done = fs::read_to_string(p.dir.join("runs/slow/s/done.txt")).unwrap();
-    let resumed: u32 = done.trim().trim_start_matches("resumed_from=").parse().unwrap();
+    let resumed: u32 = done
+        .trim()
+        .trim_start_matches("resumed_from=")
+        .parse()
+        .unwrap();
     assert!(resumed >= stopped_at, "{done}");
 }
 

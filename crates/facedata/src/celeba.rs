@@ -899,7 +899,11 @@ mod tests {
         }
         let e = check_parse(&text);
         assert!(e.starts_with("a.txt: 3000 bad lines\n"), "{}", &e[..100]);
-        assert!(e.ends_with("\n  … and 2950 more"), "{}", &e[e.len() - 100..]);
+        assert!(
+            e.ends_with("\n  … and 2950 more"),
+            "{}",
+            &e[e.len() - 100..]
+        );
         assert_eq!(e.lines().count(), 52);
     }
 
@@ -911,11 +915,7 @@ mod tests {
         fields.swap(0, SMILING);
         let mut values = ["-1"; 40];
         values[0] = "1"; // the file's first column is Smiling
-        let text = format!(
-            "1\n{}\n000001.jpg {}\n",
-            fields.join(" "),
-            values.join(" ")
-        );
+        let text = format!("1\n{}\n000001.jpg {}\n", fields.join(" "), values.join(" "));
         std::fs::write(d.path().join(ATTR_FILE), text).unwrap();
         let c = CelebA::open(d.path()).unwrap();
         assert_eq!(c.rows[0].attributes[SMILING], 1);

@@ -231,8 +231,11 @@ mod tests {
     #[test]
     fn sixteen_bit_grey_and_grey_alpha_are_replicated() {
         let grey16 = ImageBuffer::from_fn(2, 1, |x, _| Luma([[1000u16, 51400][x as usize]]));
-        let d =
-            decode_image(&png(DynamicImage::ImageLuma16(grey16)), &DecodeLimits::DEFAULT).unwrap();
+        let d = decode_image(
+            &png(DynamicImage::ImageLuma16(grey16)),
+            &DecodeLimits::DEFAULT,
+        )
+        .unwrap();
         assert_eq!(d.rgb.get_pixel(0, 0).0, [4, 4, 4]);
         assert_eq!(d.rgb.get_pixel(1, 0).0, [200, 200, 200]);
 
@@ -250,14 +253,25 @@ mod tests {
     #[test]
     fn grey_jpeg_is_replicated() {
         let grey = ImageBuffer::from_pixel(16, 16, Luma([90u8]));
-        let d = decode_image(&jpeg(DynamicImage::ImageLuma8(grey)), &DecodeLimits::DEFAULT).unwrap();
+        let d = decode_image(
+            &jpeg(DynamicImage::ImageLuma8(grey)),
+            &DecodeLimits::DEFAULT,
+        )
+        .unwrap();
         let p = d.rgb.get_pixel(8, 8).0;
-        assert!(p[0] == p[1] && p[1] == p[2] && p[0].abs_diff(90) <= 1, "{p:?}");
+        assert!(
+            p[0] == p[1] && p[1] == p[2] && p[0].abs_diff(90) <= 1,
+            "{p:?}"
+        );
     }
 
     #[test]
     fn a_header_above_the_limits_is_refused_naming_the_claimed_size() {
-        let e = decode_image(&crate::fixtures::png_claiming(65500, 65500), &DecodeLimits::DEFAULT).unwrap_err();
+        let e = decode_image(
+            &crate::fixtures::png_claiming(65500, 65500),
+            &DecodeLimits::DEFAULT,
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             DecodeError::TooLarge {
@@ -276,7 +290,17 @@ mod tests {
             max_pixels: 50,
         };
         let e = decode_image(&crate::fixtures::png_claiming(10, 6), &small).unwrap_err();
-        assert!(matches!(e, DecodeError::TooLarge { width: 10, height: 6, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                DecodeError::TooLarge {
+                    width: 10,
+                    height: 6,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -284,10 +308,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bomb.png");
         std::fs::write(&path, crate::fixtures::png_claiming(20000, 3)).unwrap();
-        let e = open_image(&path, &DecodeLimits::DEFAULT).unwrap_err().to_string();
+        let e = open_image(&path, &DecodeLimits::DEFAULT)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bomb.png") && e.contains("20000x3"), "{e}");
         std::fs::write(&path, b"").unwrap();
-        let e = open_image(&path, &DecodeLimits::DEFAULT).unwrap_err().to_string();
+        let e = open_image(&path, &DecodeLimits::DEFAULT)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bomb.png") && e.contains("zero bytes"), "{e}");
     }
 }

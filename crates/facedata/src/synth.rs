@@ -16,9 +16,9 @@
 //! Rendering runs on the caller's rayon pool (wrap the call in `ThreadPool::install` to bound it).
 //! What a face looks like and how it is labelled is `face.rs`'s business.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use vaepipe_facedata::{open_image, DecodeLimits};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/colour").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/colour")
+        .join(name)
 }
 
 /// Decodes `name` and compares the quadrant centres with Pillow's RGB, within `tolerance`.
@@ -22,7 +24,10 @@ fn check(name: &str, tolerance: u8) {
         .unwrap_or_else(|e| panic!("{name} must decode: {e}"));
     assert_eq!(decoded.rgb.dimensions(), (16, 16));
     for p in expected[name]["pixels"].as_array().unwrap() {
-        let (x, y) = (p["x"].as_u64().unwrap() as u32, p["y"].as_u64().unwrap() as u32);
+        let (x, y) = (
+            p["x"].as_u64().unwrap() as u32,
+            p["y"].as_u64().unwrap() as u32,
+        );
         let want: Vec<u8> = p["rgb"]
             .as_array()
             .unwrap()
