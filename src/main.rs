@@ -32,6 +32,7 @@ fn long_version() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    vaepipe_engine::panic_hook::install();
     let cli = Cli::parse();
     vaepipe_engine::cli::init_logging(&cli.global);
     match cli.command {

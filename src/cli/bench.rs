@@ -68,7 +68,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
     }
-    let device = crate::device::select(&args.device, crate::device::Available::probe())?;
+    if args.steps == 0 {
+        return Err(super::usage("--steps must be at least 1"));
+    }
+    let device = super::select_device(&args.device)?;
     let full: [(&str, VaeArch, LossType, usize); 4] = [
         (
             "dfc_vae PERCEPTUAL",

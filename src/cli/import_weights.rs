@@ -53,6 +53,7 @@ pub fn run(args: ImportWeightsArgs) -> Result<ExitCode> {
     if args.what == ImportTarget::Mtcnn {
         return super::import_mtcnn::run(source, &args.output);
     }
+    check_source_exists(source)?;
     let tensors = if source.extension().is_some_and(|e| e == "pt" || e == "pth") {
         let mut vs = VarStore::new(Device::Cpu);
         inception_resnet_v1::InceptionResnetV1::new(
@@ -112,6 +113,26 @@ pub fn run(args: ImportWeightsArgs) -> Result<ExitCode> {
 }
 
 /// Every float tensor of a TF checkpoint under vaepipe's name and layout.
+/// A missing source is a usage error (exit 2): a `.pt` file, or a TF prefix whose `.index`
+/// file is absent (the usual mistake is passing `….index` or `….data-00000-of-00001`).
+fn check_source_exists(source: &Path) -> Result<()> {
+    let pt = source.extension().is_some_and(|e| e == "pt" || e == "pth");
+    let index = PathBuf::from(format!("{}.index", source.display()));
+    if (pt && source.is_file()) || (!pt && index.is_file()) {
+        return Ok(());
+    }
+    let what = if pt {
+        format!("no such file `{}`", source.display())
+    } else {
+        format!(
+            "no TensorFlow checkpoint at `{}` (`{}` does not exist); give the prefix, without `.index` or `.data-…`",
+            source.display(),
+            index.display()
+        )
+    };
+    Err(super::usage(what))
+}
+
 pub fn read_tf_checkpoint(prefix: &Path) -> Result<HashMap<String, Tensor>> {
     let ckpt = vaepipe_tfckpt::Checkpoint::open(prefix)?;
     let mut out = HashMap::new();

@@ -12,6 +12,23 @@ pub mod modify;
 
 use std::process::ExitCode;
 
+/// A usage error of a model verb (a bad flag value, an unknown attribute, an output that would
+/// be overwritten): exits 2, like the engine's usage errors, where other failures exit 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `Err(UsageError)` as an `anyhow::Error`, for `return Err(usage(...))`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// Device choices that this machine cannot satisfy are usage errors of the `--device` flag.
+pub fn select_device(choice: &str) -> anyhow::Result<tch::Device> {
+    crate::device::select(choice, crate::device::Available::probe())
+        .map_err(|e| usage(format!("--device {choice}: {e}")))
+}
+
 #[derive(clap::Subcommand)]
 pub enum ModelCommand {
     /// Encode images, add or subtract an attribute vector, decode, write PNGs
@@ -35,7 +52,8 @@ pub fn execute(cmd: ModelCommand) -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(1)
+            let usage = err.downcast_ref::<UsageError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

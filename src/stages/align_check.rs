@@ -9,6 +9,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 use vaepipe_facedata::align_check::{self, Expectation, FileSet, OnBad};
+use vaepipe_facedata::DecodeLimits;
 
 pub struct AlignCheck;
 
@@ -23,6 +24,10 @@ pub struct AlignCheckParams {
     /// `fail`: any unusable image fails the stage. `skip`: unusable images are listed in
     /// `excluded.txt` and left out downstream.
     pub on_bad: OnBad,
+    /// Longest side a file's header may claim; larger files are excluded without decoding.
+    pub max_image_side: u32,
+    /// Most pixels a file's header may claim (width × height).
+    pub max_image_pixels: u64,
 }
 
 impl Default for AlignCheckParams {
@@ -31,13 +36,16 @@ impl Default for AlignCheckParams {
             expected_size: None,
             crop: 160,
             on_bad: OnBad::Fail,
+            max_image_side: DecodeLimits::DEFAULT.max_side,
+            max_image_pixels: DecodeLimits::DEFAULT.max_pixels,
         }
     }
 }
 
 impl Stage for AlignCheck {
     const KIND: &'static str = "align-check";
-    const VERSION: u32 = 1;
+    // 2: 16-bit PNGs are accepted (scaled to 8 bits), header size limits (issue 15).
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "checks that a face set decodes and is aligned; lists files to skip";
     type Params = AlignCheckParams;
@@ -56,6 +64,13 @@ impl Stage for AlignCheck {
             issues.push(ParamIssue {
                 path: "crop".into(),
                 message: "`crop` must be at least 1".into(),
+                help: None,
+            });
+        }
+        if p.max_image_side == 0 || p.max_image_pixels == 0 {
+            issues.push(ParamIssue {
+                path: "max_image_side".into(),
+                message: "`max_image_side` and `max_image_pixels` must be at least 1".into(),
                 help: None,
             });
         }
@@ -95,8 +110,16 @@ impl Stage for AlignCheck {
         let expect = Expectation {
             size: p.expected_size.map(|[w, h]| (w, h)),
             crop: p.crop,
+            limits: DecodeLimits {
+                max_side: p.max_image_side,
+                max_pixels: p.max_image_pixels,
+            },
         };
-        let report = align_check::check(&files, &expect);
+        let report = align_check::check_cancellable(&files, &expect, cx.cancel_flag());
+        cx.check_cancelled()?;
+        let Some(report) = report else {
+            anyhow::bail!("the check stopped without being asked to");
+        };
         tracing::info!(
             "stage `{}`: {} images, {} usable, {} excluded, {} warnings",
             cx.stage_name(),

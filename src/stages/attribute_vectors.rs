@@ -62,6 +62,7 @@ impl Stage for AttributeVectorsStage {
             labels: &set.attributes,
             fields: set.fields.len(),
         });
+        cx.check_cancelled()?;
         let mut undefined = Vec::new();
         for (i, &ok) in vectors.defined.iter().enumerate() {
             if !ok {
@@ -85,6 +86,7 @@ impl Stage for AttributeVectorsStage {
         }
         .write(&cx.out_dir().join("attribute_vectors.h5"))?;
 
+        cx.check_cancelled()?;
         // Probes on the means: train on partition 0, test on 2 (all rows when partitions are
         // unknown, said so in the metrics).
         let rows = set.rows();

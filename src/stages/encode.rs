@@ -123,6 +123,7 @@ impl Stage for Encode {
             seed: cx.seed(),
         };
         for (b, batch) in set.images.single_pass(&config)?.enumerate() {
+            cx.check_cancelled()?;
             let batch = batch?;
             let indices = batch.indices.clone();
             let x = models::resize::resize(

@@ -52,7 +52,9 @@ impl Stage for SynthFaces {
     }
 
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
-        let summary = synth::generate(cx.out_dir(), p, cx.seed())?;
+        let summary = synth::generate_cancellable(cx.out_dir(), p, cx.seed(), cx.cancel_flag());
+        cx.check_cancelled()?;
+        let summary = summary?;
         tracing::info!(
             "stage `{}`: {} CelebA-layout images of {} people (partitions {:?}), {} identity folders with {} images",
             cx.stage_name(),

@@ -5,25 +5,18 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use vaepipe_engine::stage::StageCx;
 
 use crate::formats::logs_h5::LossHistory;
 
-pub fn progress_bar(cx: &StageCx<'_>, len: u64, position: u64) -> ProgressBar {
-    let bar = if cx.options().quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(len)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(cx.stage_name().to_owned());
-    bar.set_position(position);
-    bar
+/// The stage's progress: a bar on a terminal, plain lines at a steady pace otherwise
+/// (`vaepipe_engine::progress`).
+pub fn progress_bar(
+    cx: &StageCx<'_>,
+    len: u64,
+    position: u64,
+) -> vaepipe_engine::progress::Progress {
+    cx.progress(len, position)
 }
 
 /// Keeps the lines of a `metrics.jsonl` whose `step` is at most `last_step` (a resumed run

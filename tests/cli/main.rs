@@ -6,6 +6,9 @@
 mod golden_keys;
 mod align;
 mod gpu;
+mod faults;
+mod fuzz;
+mod hardening;
 mod pipeline;
 mod root_layers;
 mod results;

@@ -19,9 +19,12 @@ pub mod config;
 pub mod executor;
 pub mod graph;
 pub mod lock;
+pub mod panic_hook;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod scheduler;
+pub mod signal;
 pub mod stage;
 
 pub use cli::{execute, exit_code, init_logging, EngineCommand, GlobalArgs, Hooks, SweepHook};

@@ -175,6 +175,26 @@ impl<'a> StageCx<'a> {
         self.cancel.load(Ordering::Relaxed)
     }
 
+    /// `Err(Interrupted)` once the user asked to stop: `cx.check_cancelled()?` in any long loop.
+    pub fn check_cancelled(&self) -> Result<(), crate::signal::Interrupted> {
+        match self.cancelled() {
+            true => Err(crate::signal::Interrupted::new(self.stage)),
+            false => Ok(()),
+        }
+    }
+
+    /// The flag behind [`StageCx::cancelled`], for library loops that know no `StageCx`.
+    pub fn cancel_flag(&self) -> &AtomicBool {
+        &self.cancel
+    }
+
+    /// A progress handle over `len` units from `position`: a bar on a terminal, plain lines
+    /// every 30 s or 10% otherwise, nothing with `-q` (see `progress.rs`).
+    pub fn progress(&self, len: u64, position: u64) -> crate::progress::Progress {
+        let mode = crate::progress::ProgressMode::detect(self.options.quiet);
+        crate::progress::Progress::new(self.stage, len, position, mode)
+    }
+
     /// Adds a field to the entry's manifest under `notes` (e.g. the device actually used, or
     /// `perceptual_weights = "random"`). Recorded, never hashed.
     pub fn note(&mut self, key: &str, value: impl Into<serde_json::Value>) {

@@ -2,24 +2,25 @@
 //! before a four-hour training run finds out.
 //!
 //! Each file gets at most one [`Problem`]. Problems that make a file unusable (zero bytes,
-//! truncated, not an image, undecodable, 16-bit or float depth, wrong size, smaller than the crop)
-//! exclude it; problems the pipeline handles the way TF's `decode_image(channels=3)` does
-//! (grayscale, CMYK or alpha converted to RGB, an extension that doesn't match the content) are
-//! warnings. With [`OnBad::Skip`] the sorted excluded list (`excluded.txt`) is part of the
+//! truncated, not an image, undecodable, a header claiming more pixels than
+//! [`Expectation::limits`], wrong size, smaller than the crop) exclude it; problems the pipeline
+//! handles the way TF's `decode_image(channels=3)` does (grayscale, alpha or 16-bit samples
+//! converted to 8-bit RGB, an extension that doesn't match the content) are warnings. Decoding
+//! itself is `decode.rs`'s, shared with every other entry point. With [`OnBad::Skip`] the sorted excluded list (`excluded.txt`) is part of the
 //! artifact, so downstream stages that read it get a new key when the set changes; with
 //! [`OnBad::Fail`] any exclusion is an error. Nothing here panics on a file: decoder panics are
-//! caught and reported. Listing the dataset is `celeba.rs` / `casia.rs`'s job.
+//! caught and reported. [`check_cancellable`] stops between files when asked (Ctrl-C, SIGTERM). Listing the dataset is `celeba.rs` / `casia.rs`'s job.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Cursor;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use image::{ExtendedColorType, ImageDecoder, ImageFormat};
+use image::{ExtendedColorType, ImageFormat};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::decode::{self, DecodeError, DecodeLimits};
 use crate::error::{Error, Result};
 
 /// What to do with files that must be excluded.
@@ -41,6 +42,8 @@ pub struct Expectation {
     pub size: Option<(u32, u32)>,
     /// The centre crop training takes; a smaller image would be zero-padded.
     pub crop: u32,
+    /// Files whose header claims more pixels are excluded without being decoded.
+    pub limits: DecodeLimits,
 }
 
 impl Default for Expectation {
@@ -48,6 +51,7 @@ impl Default for Expectation {
         Expectation {
             size: None,
             crop: 160,
+            limits: DecodeLimits::DEFAULT,
         }
     }
 }
@@ -115,9 +119,16 @@ pub enum Problem {
         extension: String,
         format: String,
     },
-    /// 16-bit or float samples, which the uint8 pipeline does not take.
+    /// Samples the uint8 pipeline cannot take (floating point, an unknown layout).
     UnsupportedDepth {
         color: String,
+    },
+    /// The header claims more pixels than the limits allow; the file was not decoded.
+    TooLarge {
+        width: u32,
+        height: u32,
+        max_side: u32,
+        max_pixels: u64,
     },
     /// Converted to RGB on decode, as `decode_image(channels=3)` does.
     Converted {
@@ -158,7 +169,21 @@ impl Problem {
                 format!("extension `.{extension}` but the content is {format} (decoded by content)")
             }
             Problem::UnsupportedDepth { color } => format!("unsupported depth: {color}"),
-            Problem::Converted { from } => format!("{from} converted to RGB"),
+            Problem::Converted { from } => format!("{from} converted to 8-bit RGB"),
+            Problem::TooLarge {
+                width,
+                height,
+                max_side,
+                max_pixels,
+            } => DecodeError::TooLarge {
+                width: *width,
+                height: *height,
+                limits: DecodeLimits {
+                    max_side: *max_side,
+                    max_pixels: *max_pixels,
+                },
+            }
+            .to_string(),
             Problem::WrongSize {
                 width,
                 height,
@@ -215,6 +240,30 @@ pub fn check(set: &FileSet, expect: &Expectation) -> Report {
         .par_iter()
         .map(|(rel, _)| inspect(&set.root.join(rel), expect))
         .collect();
+    assemble(set, expect, results)
+}
+
+/// Like [`check`], but returns `None` soon after `cancel` is set: each file is looked at only
+/// while it is clear, so the wait is at most one decode per thread (bounded by the limits).
+pub fn check_cancellable(
+    set: &FileSet,
+    expect: &Expectation,
+    cancel: &AtomicBool,
+) -> Option<Report> {
+    let results: Vec<Inspection> = set
+        .files
+        .par_iter()
+        .map(|(rel, _)| {
+            (!cancel.load(Ordering::Relaxed)).then(|| inspect(&set.root.join(rel), expect))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    if cancel.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(assemble(set, expect, results))
+}
+
+fn assemble(set: &FileSet, expect: &Expectation, results: Vec<Inspection>) -> Report {
     let mut report = Report {
         expectation: expect.clone(),
         total: set.files.len(),
@@ -285,35 +334,32 @@ fn inspect(path: &Path, expect: &Expectation) -> Inspection {
             }),
         );
     }
-    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| decode(&bytes, format)));
-    let (img, original) = match decoded {
-        Err(_) => {
-            return (
-                None,
-                Some(Problem::Corrupt {
-                    detail: "the decoder panicked".into(),
-                }),
-            )
-        }
-        Ok(Err(e)) => {
-            let detail = e.to_string();
-            let truncated = matches!(&e, image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof)
-                || detail.to_lowercase().contains("eof")
-                || detail.to_lowercase().contains("end of");
-            let p = if truncated {
-                Problem::Truncated { detail }
-            } else {
-                Problem::Corrupt { detail }
+    let decoded = match decode::decode_image(&bytes, &expect.limits) {
+        Ok(d) => d,
+        Err(e) => {
+            let problem = match e {
+                DecodeError::NotAnImage => Problem::NotAnImage,
+                DecodeError::TooLarge {
+                    width,
+                    height,
+                    limits,
+                } => Problem::TooLarge {
+                    width,
+                    height,
+                    max_side: limits.max_side,
+                    max_pixels: limits.max_pixels,
+                },
+                DecodeError::UnsupportedColor(color) => Problem::UnsupportedDepth { color },
+                DecodeError::Truncated(detail) => Problem::Truncated { detail },
+                DecodeError::Corrupt(detail) => Problem::Corrupt { detail },
             };
-            return (None, Some(p));
+            return (None, Some(problem));
         }
-        Ok(Ok(v)) => v,
     };
-    let (w, h) = (img.width(), img.height());
+    let original = decoded.original;
+    let (w, h) = (decoded.rgb.width(), decoded.rgb.height());
     let size = Some((w, h));
-    let problem = if let Some(color) = unsupported_depth(original) {
-        Some(Problem::UnsupportedDepth { color })
-    } else if expect.size.is_some_and(|s| s != (w, h)) {
+    let problem = if expect.size.is_some_and(|s| s != (w, h)) {
         Some(Problem::WrongSize {
             width: w,
             height: h,
@@ -331,17 +377,6 @@ fn inspect(path: &Path, expect: &Expectation) -> Inspection {
         wrong_extension(path, format)
     };
     (size, problem)
-}
-
-fn decode(
-    bytes: &[u8],
-    format: ImageFormat,
-) -> image::ImageResult<(image::DynamicImage, ExtendedColorType)> {
-    let reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    let decoder = reader.into_decoder()?;
-    let original = decoder.original_color_type();
-    let img = image::DynamicImage::from_decoder(decoder)?;
-    Ok((img, original))
 }
 
 fn end_marker(format: ImageFormat) -> &'static str {
@@ -363,38 +398,14 @@ fn ends_complete(format: ImageFormat, bytes: &[u8]) -> bool {
     }
 }
 
-fn unsupported_depth(c: ExtendedColorType) -> Option<String> {
-    use ExtendedColorType as E;
-    match c {
-        E::L8
-        | E::La8
-        | E::Rgb8
-        | E::Rgba8
-        | E::Cmyk8
-        | E::A8
-        | E::L1
-        | E::La1
-        | E::L2
-        | E::La2
-        | E::L4
-        | E::La4 => None,
-        E::Rgb1
-        | E::Rgb2
-        | E::Rgb4
-        | E::Rgba1
-        | E::Rgba2
-        | E::Rgba4
-        | E::Bgr8
-        | E::Bgra8
-        | E::Unknown(8) => None,
-        other => Some(format!("{other:?}")),
-    }
-}
-
 fn converted_from(c: ExtendedColorType) -> Option<String> {
     use ExtendedColorType as E;
     match c {
         E::Rgb8 | E::Bgr8 | E::Rgb1 | E::Rgb2 | E::Rgb4 | E::Unknown(8) => None,
+        E::Rgb16 => Some("16-bit RGB".into()),
+        E::Rgba16 => Some("16-bit RGBA (alpha dropped)".into()),
+        E::L16 => Some("16-bit grayscale".into()),
+        E::La16 => Some("16-bit grayscale with alpha (alpha dropped)".into()),
         E::Cmyk8 => Some("CMYK".into()),
         E::L8 | E::L1 | E::L2 | E::L4 => Some("grayscale".into()),
         E::La8 | E::La1 | E::La2 | E::La4 => Some("grayscale with alpha".into()),
@@ -535,6 +546,7 @@ pub fn read_excluded(path: &Path) -> Result<std::collections::BTreeSet<String>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn png_bytes(img: image::DynamicImage) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
@@ -610,6 +622,7 @@ mod tests {
             Expectation {
                 size: Some((8, 8)),
                 crop: 6,
+                ..Expectation::default()
             },
         );
         let get = |k: &str| reasons.get(k).cloned().unwrap_or_else(|| "ok".into());
@@ -627,13 +640,17 @@ mod tests {
             get("b/named.jpg"),
             "extension `.jpg` but the content is PNG (decoded by content)"
         );
-        assert_eq!(get("b/deep.png"), "unsupported depth: Rgb16");
-        assert_eq!(get("b/gray.png"), "grayscale converted to RGB");
-        assert_eq!(get("b/alpha.png"), "Rgba8 (alpha dropped) converted to RGB");
+        // See: issue 15 (16-bit PNGs were excluded; they are scaled to 8 bits, as TF does).
+        assert_eq!(get("b/deep.png"), "16-bit RGB converted to 8-bit RGB");
+        assert_eq!(get("b/gray.png"), "grayscale converted to 8-bit RGB");
+        assert_eq!(
+            get("b/alpha.png"),
+            "Rgba8 (alpha dropped) converted to 8-bit RGB"
+        );
         assert_eq!(get("b/wide.png"), "size 9x8, expected 8x8");
-        assert_eq!((r.total, r.excluded, r.warnings, r.usable), (12, 7, 3, 5));
+        assert_eq!((r.total, r.excluded, r.warnings, r.usable), (12, 6, 4, 6));
         assert_eq!(r.per_identity["a"], 2);
-        assert_eq!(r.per_identity["b"], 3);
+        assert_eq!(r.per_identity["b"], 4);
         assert_eq!(r.size_histogram["8x8"], 6);
     }
 
@@ -644,6 +661,7 @@ mod tests {
             Expectation {
                 size: None,
                 crop: 5,
+                ..Expectation::default()
             },
         );
         assert_eq!(
@@ -664,6 +682,7 @@ mod tests {
             Expectation {
                 size: None,
                 crop: 2,
+                ..Expectation::default()
             },
         );
         let d = tempfile::tempdir().unwrap();
@@ -716,6 +735,7 @@ mod tests {
             &Expectation {
                 size: Some((178, 218)),
                 crop: 160,
+                ..Expectation::default()
             },
         );
         assert_eq!(
@@ -730,6 +750,7 @@ mod tests {
             &Expectation {
                 size: Some((182, 182)),
                 crop: 160,
+                ..Expectation::default()
             },
         );
         assert_eq!(
@@ -739,5 +760,41 @@ mod tests {
             r.to_text()
         );
         assert_eq!(r.per_identity.len(), 2);
+    }
+
+    /// See: issue 15. Dimension bombs are excluded from their header, naming the claimed size.
+    #[test]
+    fn dimension_bombs_are_excluded_from_the_header() {
+        let png_bomb = crate::fixtures::png_claiming(65500, 65500);
+        let (r, reasons) = check_files(
+            &[
+                ("a/bomb.jpg", crate::fixtures::jpeg_claiming(65500, 65500)),
+                ("a/bomb.png", png_bomb),
+                ("a/ok.png", png_bytes(rgb(8, 8))),
+            ],
+            Expectation {
+                crop: 8,
+                ..Expectation::default()
+            },
+        );
+        let expected =
+            "the header claims 65500x65500 pixels, more than the limit of 16384 px a side and 64 megapixels";
+        assert_eq!(reasons["a/bomb.jpg"], expected);
+        assert_eq!(reasons["a/bomb.png"], expected);
+        assert_eq!((r.excluded, r.usable), (2, 1));
+        assert_eq!(r.excluded_paths(), ["a/bomb.jpg", "a/bomb.png"]);
+    }
+
+    #[test]
+    fn a_cancelled_check_returns_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/x.png"), png_bytes(rgb(2, 2))).unwrap();
+        let set = FileSet::from_identity_folders(&crate::IdentityFolders::open(d.path()).unwrap());
+        let flag = AtomicBool::new(true);
+        assert!(check_cancellable(&set, &Expectation::default(), &flag).is_none());
+        flag.store(false, Ordering::Relaxed);
+        let r = check_cancellable(&set, &Expectation::default(), &flag).unwrap();
+        assert_eq!(r.total, 1);
     }
 }

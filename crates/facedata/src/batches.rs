@@ -10,7 +10,6 @@
 //! `Err` items naming the file; the loader itself never panics on a file.
 //! Turning a [`FaceBatch`] into a tensor is the caller's business (this crate knows no torch).
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -137,12 +136,11 @@ pub fn epoch_schedule(len: usize, config: &BatchConfig, epoch: u64) -> Vec<Vec<u
 /// Decodes one image file into normalised CHW floats (`3 * s * s`, s = `config.out_size()`)
 /// written into `out`. Any decoder failure or panic becomes an error naming the file.
 pub fn decode_into(path: &Path, config: &BatchConfig, out: &mut [f32]) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| image::load_from_memory(&bytes)))
-        .map_err(|_| Error::image(path, "the image decoder panicked"))?
-        .map_err(|e| Error::image(path, format!("cannot decode: {e}")))?;
-    // TF's decode_image(channels=3): grayscale is replicated, alpha dropped.
-    let rgb = decoded.to_rgb8();
+    // TF's decode_image(channels=3): grayscale is replicated, alpha dropped; the size is
+    // checked against the header before anything is allocated.
+    // A file that passed align-check is far below the default limits; one that did not is
+    // refused here naming the file, instead of allocating what its header claims.
+    let rgb = crate::decode::open_image(path, &crate::decode::DecodeLimits::DEFAULT)?.rgb;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let crop = config.crop;
     let cropped = imageops::crop_or_pad(rgb.as_raw(), h, w, 3, crop, crop);
@@ -460,7 +458,7 @@ mod tests {
             .collect();
         assert_eq!(items.len(), 3);
         let e = items[0].as_ref().unwrap_err().to_string();
-        assert!(e.contains("001.png: cannot decode"), "{e}");
+        assert!(e.contains("001.png: not a PNG or JPEG image"), "{e}");
         assert!(items[1].is_ok());
         assert!(items[2]
             .as_ref()

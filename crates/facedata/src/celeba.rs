@@ -121,26 +121,84 @@ pub fn read_attribute_file(path: &Path) -> Result<AttributeTable> {
     parse_attributes(path, &read_text(path)?)
 }
 
-/// Parses attribute-file text; `path` is only used in error messages.
+/// Bad lines of one text file, gathered in one pass so the user fixes them all at once.
+struct LineProblems<'a> {
+    path: &'a Path,
+    problems: Vec<(usize, String)>,
+    /// Bad lines beyond [`LineProblems::KEPT`], counted but not kept (bounded memory).
+    more: usize,
+}
+
+impl<'a> LineProblems<'a> {
+    const KEPT: usize = 1000;
+
+    fn new(path: &'a Path) -> Self {
+        LineProblems {
+            path,
+            problems: Vec::new(),
+            more: 0,
+        }
+    }
+
+    fn push(&mut self, line: usize, message: impl Into<String>) {
+        if self.problems.len() < Self::KEPT {
+            self.problems.push((line, message.into()));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// A problem of the header, kept whatever the count (it explains the others).
+    fn push_first(&mut self, line: usize, message: impl Into<String>) {
+        self.problems.insert(0, (line, message.into()));
+    }
+
+    /// `Ok(value)` when no line was bad; one bad line is an [`Error::Parse`] as before, several
+    /// are an [`Error::Lines`] listing each.
+    fn finish<T>(mut self, value: T) -> Result<T> {
+        match self.problems.len() + self.more {
+            0 => Ok(value),
+            1 => {
+                let (line, message) = self.problems.remove(0);
+                Err(Error::parse(self.path, line, message))
+            }
+            _ => {
+                self.problems.sort_by_key(|(line, _)| *line);
+                Err(Error::Lines {
+                    path: self.path.to_owned(),
+                    problems: self.problems,
+                    more: self.more,
+                })
+            }
+        }
+    }
+}
+
+/// Parses attribute-file text; `path` is only used in error messages. Every bad line is
+/// reported, not only the first (see issue 15).
 pub fn parse_attributes(path: &Path, text: &str) -> Result<AttributeTable> {
+    let mut problems = LineProblems::new(path);
     let mut lines = content_lines(text);
     let (count_line, count_text) = lines
         .next()
         .ok_or_else(|| Error::parse(path, 1, "expected the image count, found an empty file"))?;
-    let declared: usize = count_text.trim().parse().map_err(|_| {
-        Error::parse(
-            path,
+    let declared: Option<usize> = count_text.trim().parse().ok();
+    if declared.is_none() {
+        problems.push(
             count_line,
             format!("expected the image count, found `{}`", count_text.trim()),
-        )
-    })?;
-    let (fields_line, fields_text) = lines.next().ok_or_else(|| {
-        Error::parse(
-            path,
+        );
+    }
+    let Some((fields_line, fields_text)) = lines.next() else {
+        problems.push(
             count_line + 1,
             "expected the line of attribute names, found end of file",
-        )
-    })?;
+        );
+        return problems.finish(AttributeTable {
+            fields: Vec::new(),
+            rows: Vec::new(),
+        });
+    };
     let fields: Vec<String> = fields_text.split_whitespace().map(str::to_owned).collect();
     if fields.is_empty() {
         return Err(Error::parse(path, fields_line, "expected attribute names"));
@@ -148,111 +206,109 @@ pub fn parse_attributes(path: &Path, text: &str) -> Result<AttributeTable> {
     let mut seen_field: HashMap<&str, usize> = HashMap::new();
     for (i, f) in fields.iter().enumerate() {
         if let Some(first) = seen_field.insert(f, i) {
-            return Err(Error::parse(
-                path,
+            problems.push(
                 fields_line,
                 format!(
                     "attribute `{f}` appears twice (columns {} and {})",
                     first + 1,
                     i + 1
                 ),
-            ));
+            );
         }
     }
 
-    let mut rows = Vec::with_capacity(declared.min(1 << 20));
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(declared.min(1 << 20));
+    let capacity = declared.unwrap_or(0).min(1 << 20);
+    let mut rows = Vec::with_capacity(capacity);
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(capacity);
+    let mut row_count = 0;
     for (line, text) in lines {
         let mut tokens = text.split_whitespace();
         let Some(name) = tokens.next() else { continue };
+        row_count += 1;
         let values: Vec<&str> = tokens.collect();
         if values.len() != fields.len() {
-            return Err(Error::parse(
-                path,
+            problems.push(
                 line,
                 format!(
                     "expected a file name and {} values, found {} values",
                     fields.len(),
                     values.len()
                 ),
-            ));
+            );
+            continue;
         }
         let mut parsed = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
-            parsed.push(match *v {
-                "1" | "+1" => 1i8,
-                "-1" => -1i8,
-                other => {
-                    return Err(Error::parse(
-                        path,
-                        line,
-                        format!("value `{other}` for `{}`: expected 1 or -1", fields[i]),
-                    ))
-                }
-            });
+            match *v {
+                "1" | "+1" => parsed.push(1i8),
+                "-1" => parsed.push(-1i8),
+                other => problems.push(
+                    line,
+                    format!("value `{other}` for `{}`: expected 1 or -1", fields[i]),
+                ),
+            }
         }
         if let Some(first) = seen.insert(name.to_owned(), line) {
-            return Err(Error::parse(
-                path,
+            problems.push(
                 line,
                 format!("duplicate row for `{name}` (first at line {first})"),
-            ));
+            );
+            continue;
         }
-        rows.push(AttributeRow {
-            file_name: name.to_owned(),
-            values: parsed,
-            line,
-        });
+        if parsed.len() == fields.len() {
+            rows.push(AttributeRow {
+                file_name: name.to_owned(),
+                values: parsed,
+                line,
+            });
+        }
     }
-    if rows.len() != declared {
-        return Err(Error::parse(
-            path,
+    if let Some(declared) = declared.filter(|d| *d != row_count) {
+        problems.push_first(
             count_line,
-            format!(
-                "header says {declared} images but the file has {} rows",
-                rows.len()
-            ),
-        ));
+            format!("header says {declared} images but the file has {row_count} rows"),
+        );
     }
-    Ok(AttributeTable { fields, rows })
+    problems.finish(AttributeTable { fields, rows })
 }
 
-/// Parses a two-column `name value` file (partition or identity list) into name → (value, line).
+/// Parses a two-column `name value` file (partition or identity list) into name → (value, line),
+/// reporting every bad line.
 fn parse_pairs<T: std::str::FromStr>(
     path: &Path,
     text: &str,
     what: &str,
     valid: impl Fn(&T) -> bool,
 ) -> Result<BTreeMap<String, (T, usize)>> {
+    let mut problems = LineProblems::new(path);
     let mut out = BTreeMap::new();
     for (line, l) in content_lines(text) {
         let tokens: Vec<&str> = l.split_whitespace().collect();
         if tokens.len() != 2 {
-            return Err(Error::parse(
-                path,
+            problems.push(
                 line,
                 format!(
                     "expected `<file name> <{what}>`, found {} fields",
                     tokens.len()
                 ),
-            ));
+            );
+            continue;
         }
-        let value: T = tokens[1].parse().ok().filter(|v| valid(v)).ok_or_else(|| {
-            Error::parse(
-                path,
-                line,
-                format!("expected {what}, found `{}`", tokens[1]),
-            )
-        })?;
-        if let Some((_, first)) = out.insert(tokens[0].to_owned(), (value, line)) {
-            return Err(Error::parse(
-                path,
+        let Some(value) = tokens[1].parse::<T>().ok().filter(|v| valid(v)) else {
+            problems.push(line, format!("expected {what}, found `{}`", tokens[1]));
+            continue;
+        };
+        if let Some((_, first)) = out.get(tokens[0]) {
+            let first: usize = *first;
+            problems.push(
                 line,
                 format!("duplicate row for `{}` (first at line {first})", tokens[0]),
-            ));
+            );
+            continue;
         }
+        out.insert(tokens[0].to_owned(), (value, line));
     }
-    Ok(out)
+    problems.finish(out)
 }
 
 /// Parses `list_eval_partition.txt` text: `000001.jpg 0` with 0 train, 1 val, 2 test.
@@ -293,6 +349,9 @@ pub struct Warnings {
     pub images_without_row: Vec<String>,
     /// Files in `img_align_celeba/` that are not images (ignored).
     pub non_image_files: usize,
+    /// Attribute columns found in another place than CelebA's, mapped by name:
+    /// "`Smiling` is column 1 (CelebA's 32)", in file order.
+    pub moved_columns: Vec<String>,
 }
 
 /// One CelebA image with its labels.
@@ -334,19 +393,21 @@ impl CelebA {
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<CelebA> {
         let attr_path = dir.join(ATTR_FILE);
         let table = read_attribute_file(&attr_path)?;
-        if table.fields != CELEBA_ATTRIBUTES {
+        let mut warnings = Warnings::default();
+        let order = column_order(&table.fields).map_err(|message| {
             let line = read_text(&attr_path)
                 .ok()
                 .and_then(|t| content_lines(&t).nth(1).map(|(l, _)| l))
                 .unwrap_or(2);
-            return Err(Error::parse(
-                &attr_path,
-                line,
-                format!(
-                    "expected the 40 CelebA attribute names in order (5_o_Clock_Shadow … Young), found {} names",
-                    table.fields.len()
-                ),
-            ));
+            Error::parse(&attr_path, line, message)
+        })?;
+        if let Some(order) = &order {
+            warnings.moved_columns = moved_columns(&table.fields, order);
+            tracing::warn!(
+                "{}: the attribute columns are in another order than CelebA's; mapped by name ({})",
+                attr_path.display(),
+                summarize(&warnings.moved_columns)
+            );
         }
         let optional = |name: &str| -> Result<Option<(PathBuf, String)>> {
             let p = dir.join(name);
@@ -365,7 +426,6 @@ impl CelebA {
 
         // Images on disk, keyed by stem (facenet matches rows by the name before the first '.').
         let image_dir = dir.join(IMAGE_DIR);
-        let mut warnings = Warnings::default();
         let mut by_stem: BTreeMap<String, String> = BTreeMap::new();
         let entries = std::fs::read_dir(&image_dir).map_err(|e| Error::io(&image_dir, e))?;
         for entry in entries {
@@ -410,7 +470,14 @@ impl CelebA {
             };
             used.insert(stem.to_owned());
             let mut attributes = [0i8; 40];
-            attributes.copy_from_slice(&row.values);
+            match &order {
+                None => attributes.copy_from_slice(&row.values),
+                Some(order) => {
+                    for (a, &column) in order.iter().enumerate() {
+                        attributes[a] = row.values[column];
+                    }
+                }
+            }
             let partition = lookup(&partitions, &row.file_name)?;
             let identity = lookup(&identities, &row.file_name)?;
             rows.push(CelebARow {
@@ -438,7 +505,7 @@ impl CelebA {
         warnings.rows_without_image.sort();
         Ok(CelebA {
             dir: dir.to_owned(),
-            fields: table.fields,
+            fields: CELEBA_ATTRIBUTES.iter().map(|a| a.to_string()).collect(),
             rows,
             warnings,
         })
@@ -457,6 +524,79 @@ impl CelebA {
             .flat_map(|r| r.attributes.iter().map(|v| *v as f32))
             .collect()
     }
+}
+
+/// For the file's attribute names: `None` when they are CelebA's in CelebA's order; `Some(order)`
+/// with `order[a]` = the file column of [`CELEBA_ATTRIBUTES`]`[a]` when they are the same 40
+/// names in another order; an error naming the unknown and missing names otherwise.
+fn column_order(fields: &[String]) -> std::result::Result<Option<Vec<usize>>, String> {
+    if fields == CELEBA_ATTRIBUTES {
+        return Ok(None);
+    }
+    let unknown: Vec<&str> = fields
+        .iter()
+        .map(String::as_str)
+        .filter(|f| attribute_index(f).is_none())
+        .collect();
+    let missing: Vec<&str> = CELEBA_ATTRIBUTES
+        .iter()
+        .copied()
+        .filter(|a| !fields.iter().any(|f| f == a))
+        .collect();
+    if unknown.is_empty() && missing.is_empty() && fields.len() == CELEBA_ATTRIBUTES.len() {
+        let order = CELEBA_ATTRIBUTES
+            .iter()
+            .map(|a| fields.iter().position(|f| f == a).unwrap_or(0))
+            .collect();
+        return Ok(Some(order));
+    }
+    let quote = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut message = format!(
+        "expected the 40 CelebA attribute names (5_o_Clock_Shadow … Young, in any order), found {} names",
+        fields.len()
+    );
+    if !unknown.is_empty() {
+        message.push_str(&format!("; unknown: {}", quote(&unknown)));
+    }
+    if !missing.is_empty() {
+        message.push_str(&format!("; missing: {}", quote(&missing)));
+    }
+    Err(message)
+}
+
+/// "`Smiling` is column 1 (CelebA's 32)" for each column not where CelebA has it.
+fn moved_columns(fields: &[String], order: &[usize]) -> Vec<String> {
+    let mut moved: Vec<(usize, String)> = order
+        .iter()
+        .enumerate()
+        .filter(|(a, column)| a != *column)
+        .map(|(a, &column)| {
+            let text = format!(
+                "`{}` is column {} (CelebA's {})",
+                fields[column],
+                column + 1,
+                a + 1
+            );
+            (column, text)
+        })
+        .collect();
+    moved.sort();
+    moved.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The first few moved columns, and how many more.
+fn summarize(moved: &[String]) -> String {
+    let mut text = moved.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if moved.len() > 3 {
+        text.push_str(&format!(", and {} more", moved.len() - 3));
+    }
+    text
 }
 
 /// A parsed optional list: its path and name → (value, line).
@@ -725,6 +865,81 @@ mod tests {
         let e = CelebA::open(d.path()).unwrap_err().to_string();
         assert!(
             e.contains("list_attr_celeba.txt:2: expected the 40 CelebA attribute names"),
+            "{e}"
+        );
+    }
+
+    /// See: issue 15. Every bad line in one pass, not only the first.
+    #[test]
+    fn every_bad_line_is_reported_in_one_pass() {
+        let text = "5\nA B\nx.jpg 1 -1\ny.jpg -1\nz.jpg 1 2\nx.jpg 1 1\nw.jpg 1 1 1\n";
+        assert_eq!(
+            check_parse(text),
+            "a.txt: 4 bad lines\n  \
+             a.txt:4: expected a file name and 2 values, found 1 values\n  \
+             a.txt:5: value `2` for `B`: expected 1 or -1\n  \
+             a.txt:6: duplicate row for `x.jpg` (first at line 3)\n  \
+             a.txt:7: expected a file name and 2 values, found 3 values"
+        );
+        let e = parse_partitions(Path::new("p.txt"), "a 0\nb 7\nc\na 1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "p.txt: 3 bad lines\n  \
+             p.txt:2: expected a partition 0, 1 or 2, found `7`\n  \
+             p.txt:3: expected `<file name> <a partition 0, 1 or 2>`, found 1 fields\n  \
+             p.txt:4: duplicate row for `a` (first at line 1)"
+        );
+    }
+
+    #[test]
+    fn thousands_of_bad_lines_are_counted_not_all_shown() {
+        let mut text = String::from("3000\nA\n");
+        for i in 0..3000 {
+            text.push_str(&format!("{i}.jpg 0\n"));
+        }
+        let e = check_parse(&text);
+        assert!(e.starts_with("a.txt: 3000 bad lines\n"), "{}", &e[..100]);
+        assert!(
+            e.ends_with("\n  … and 2950 more"),
+            "{}",
+            &e[e.len() - 100..]
+        );
+        assert_eq!(e.lines().count(), 52);
+    }
+
+    /// See: issue 15. The 40 names in another order are mapped by name, and said so.
+    #[test]
+    fn reordered_columns_are_mapped_by_name() {
+        let d = dir_with(&["000001.jpg"], &["000001.jpg"]);
+        let mut fields: Vec<&str> = CELEBA_ATTRIBUTES.to_vec();
+        fields.swap(0, SMILING);
+        let mut values = ["-1"; 40];
+        values[0] = "1"; // the file's first column is Smiling
+        let text = format!("1\n{}\n000001.jpg {}\n", fields.join(" "), values.join(" "));
+        std::fs::write(d.path().join(ATTR_FILE), text).unwrap();
+        let c = CelebA::open(d.path()).unwrap();
+        assert_eq!(c.rows[0].attributes[SMILING], 1);
+        assert_eq!(c.rows[0].attributes[0], -1);
+        assert_eq!(c.fields, CELEBA_ATTRIBUTES);
+        assert_eq!(
+            c.warnings.moved_columns,
+            [
+                "`Smiling` is column 1 (CelebA's 32)",
+                "`5_o_Clock_Shadow` is column 32 (CelebA's 1)"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_and_missing_names_are_named() {
+        let d = dir_with(&["000001.jpg"], &["000001.jpg"]);
+        let mut fields: Vec<&str> = CELEBA_ATTRIBUTES.to_vec();
+        fields[SMILING] = "Smilling";
+        let text = format!("0\n{}\n", fields.join(" "));
+        std::fs::write(d.path().join(ATTR_FILE), text).unwrap();
+        let e = CelebA::open(d.path()).unwrap_err().to_string();
+        assert!(
+            e.ends_with("list_attr_celeba.txt:2: expected the 40 CelebA attribute names (5_o_Clock_Shadow … Young, in any order), found 40 names; unknown: `Smilling`; missing: `Smiling`"),
             "{e}"
         );
     }

@@ -4,6 +4,7 @@
 //! - [`synth`] (with its renderer in [`face`]): the deterministic synthetic face generator that
 //!   writes a CelebA-layout set and a facenet-aligned CASIA-layout set, the embedded default data.
 //! - [`celeba`] and [`casia`]: loaders for the real layouts, strict about malformed files.
+//! - [`decode`]: the one header-first, size-limited image decoder every entry point uses.
 //! - [`align_check`]: decodes every image of a set in parallel and reports the bad ones.
 //! - [`imageops`] and [`batches`]: TF-compatible crop / resize / normalisation and the prefetching
 //!   batch pipeline that `train-vae` and `encode` consume.
@@ -15,8 +16,10 @@ pub mod align_check;
 pub mod batches;
 pub mod casia;
 pub mod celeba;
+pub mod decode;
 mod error;
 pub mod face;
+pub mod fixtures;
 pub mod imageops;
 pub mod synth;
 pub mod wild;
@@ -25,6 +28,7 @@ pub use align_check::{check, Expectation, FileSet, OnBad, Report};
 pub use batches::{BatchConfig, BatchLoader, FaceBatch, Position, Resize};
 pub use casia::IdentityFolders;
 pub use celeba::{CelebA, CelebARow, CELEBA_ATTRIBUTES, SMILING};
+pub use decode::{decode_image, open_image, DecodeError, DecodeLimits, Decoded};
 pub use error::{Error, Result};
 pub use imageops::{crop_or_pad, resize_bilinear, Layout, Sampling, FACENET_MEAN, FACENET_STD};
 pub use synth::{generate, SynthParams, SynthSummary};

@@ -19,6 +19,7 @@
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -259,6 +260,16 @@ fn validate(p: &SynthParams) -> Result<()> {
 
 /// Writes the synthetic CelebA and CASIA sets under `out_dir` (created if missing).
 pub fn generate(out_dir: &Path, params: &SynthParams, seed: u64) -> Result<SynthSummary> {
+    generate_cancellable(out_dir, params, seed, &AtomicBool::new(false))
+}
+
+/// Like [`generate`], stopping with [`Error::Interrupted`] between images once `cancel` is set.
+pub fn generate_cancellable(
+    out_dir: &Path,
+    params: &SynthParams,
+    seed: u64,
+    cancel: &AtomicBool,
+) -> Result<SynthSummary> {
     validate(params)?;
     let mut summary = SynthSummary {
         celeba_images: 0,
@@ -270,10 +281,10 @@ pub fn generate(out_dir: &Path, params: &SynthParams, seed: u64) -> Result<Synth
         wild: Default::default(),
     };
     if params.celeba_images > 0 {
-        write_celeba(&out_dir.join("celeba"), params, seed, &mut summary)?;
+        write_celeba(&out_dir.join("celeba"), params, seed, cancel, &mut summary)?;
     }
     if params.identities > 0 && params.images_per_identity > 0 {
-        write_casia(&out_dir.join("casia"), params, seed)?;
+        write_casia(&out_dir.join("casia"), params, seed, cancel)?;
         summary.casia_identities = params.identities;
         summary.casia_images = params.identities * params.images_per_identity;
     }
@@ -301,13 +312,28 @@ fn encode_error(path: &Path, e: image::ImageError) -> Error {
     Error::image(path, format!("encoding failed: {e}"))
 }
 
-fn write_celeba(dir: &Path, p: &SynthParams, seed: u64, summary: &mut SynthSummary) -> Result<()> {
+/// `Err(Interrupted)` once `cancel` is set: checked before each image.
+fn check(cancel: &AtomicBool) -> Result<()> {
+    match cancel.load(Ordering::Relaxed) {
+        true => Err(Error::Interrupted),
+        false => Ok(()),
+    }
+}
+
+fn write_celeba(
+    dir: &Path,
+    p: &SynthParams,
+    seed: u64,
+    cancel: &AtomicBool,
+    summary: &mut SynthSummary,
+) -> Result<()> {
     let img_dir = dir.join(celeba::IMAGE_DIR);
     create_dir(&img_dir)?;
     let layout = CelebaLayout::new(p);
     let rows: Vec<(String, u32, [i8; 40])> = (0..p.celeba_images)
         .into_par_iter()
         .map(|i| -> Result<(String, u32, [i8; 40])> {
+            check(cancel)?;
             let (identity, traits, look) = celeba_face(p, seed, i);
             let name = format!("{:06}.jpg", i + 1);
             let path = img_dir.join(&name);
@@ -359,7 +385,7 @@ fn write_celeba(dir: &Path, p: &SynthParams, seed: u64, summary: &mut SynthSumma
     Ok(())
 }
 
-fn write_casia(dir: &Path, p: &SynthParams, seed: u64) -> Result<()> {
+fn write_casia(dir: &Path, p: &SynthParams, seed: u64, cancel: &AtomicBool) -> Result<()> {
     create_dir(dir)?;
     for k in 0..p.identities {
         create_dir(&dir.join(casia_identity_name(k)))?;
@@ -368,6 +394,7 @@ fn write_casia(dir: &Path, p: &SynthParams, seed: u64) -> Result<()> {
     let boxes: Vec<String> = (0..n)
         .into_par_iter()
         .map(|i| -> Result<String> {
+            check(cancel)?;
             let (k, j) = (i / p.images_per_identity, i % p.images_per_identity);
             let (traits, look) = casia_face(seed, k, j, p.images_per_identity);
             let rel = format!("{}/{:03}.png", casia_identity_name(k), j + 1);

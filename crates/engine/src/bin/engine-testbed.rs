@@ -35,6 +35,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    vaepipe_engine::panic_hook::install();
     let cli = Cli::parse();
     vaepipe_engine::init_logging(&cli.global);
     let registry = Registry::new()

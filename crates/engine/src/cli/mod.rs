@@ -12,8 +12,8 @@
 //! | 0 | success (every selected stage fresh or run; `gc`/`verify` found nothing wrong) |
 //! | 1 | a stage failed, the run could not complete (I/O error in the cache, unreadable input), or `cache verify` found damaged entries |
 //! | 1 | (also) `verify` found outputs that differ from the lock, or `lock` found stages without a cache entry |
-//! | 2 | bad usage or config: experiment file errors, a bad `--set`/`--sweep`, an unknown stage in `--only`/`--force`/`--stage`, `gc` on a directory that is not a cache, a `--cache-dir` that is neither a cache nor empty, a sweep of more variants than `--max-variants`, an `[executor]` value with a control character or a reserved sbatch option, `run --locked`/`verify` finding the config or an input different from the lock (or no lock) |
-//! | 130 | interrupted (Ctrl-C / SIGTERM); finished entries stay committed, partial work stays for a resume |
+//! | 2 | bad usage or config: experiment file errors, a bad `--set`/`--sweep`, an unknown stage in `--only`/`--force`/`--stage`, `gc` on a directory that is not a cache, `run --locked`/`verify` finding the config or an input different from the lock (or no lock) |
+//! | 130 / 143 | interrupted by Ctrl-C (SIGINT) / SIGTERM; finished entries stay committed, partial work stays for a resume |
 //!
 //! `status` exits 0 whatever the stages' states (it reports, it does not judge); `cancel` exits 1
 //! when `scancel` fails; `run --executor slurm` exits 0 once every dirty stage is submitted, or,
@@ -215,7 +215,7 @@ pub fn exit_code(result: &Result<(), CliError>) -> u8 {
         Ok(()) => exit::OK,
         Err(CliError::Config(_) | CliError::Usage(_)) => exit::USAGE,
         Err(CliError::Failed(_)) => exit::FAILED,
-        Err(CliError::Interrupted) => exit::INTERRUPTED,
+        Err(CliError::Interrupted) => crate::signal::exit_code(),
     }
 }
 

@@ -56,7 +56,7 @@ pub(super) fn finish(
         started.elapsed().as_secs_f64()
     );
     let written = write_outputs(sweep, sweep_plan, report, store, runs_dir, hooks);
-    if report.cancelled() {
+    if report.cancelled() || crate::signal::caught().is_some() {
         return Err(CliError::Interrupted);
     }
     if !report.all_succeeded() {
@@ -234,20 +234,9 @@ pub(super) fn render_slurm_event(event: &SlurmEvent) {
     }
 }
 
-/// First Ctrl-C/SIGTERM sets `cancel` (stages stop at their next step boundary); a second one
-/// exits at once with 130. Kept as this one function so that a process-wide cancellation flag
-/// (`crate::signal`) can replace its body without touching the verbs.
+/// First Ctrl-C/SIGTERM sets `cancel`; a second one exits at once (see `signal.rs`).
 pub(super) fn install_signal_handlers(cancel: &Arc<AtomicBool>) {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    for sig in [SIGINT, SIGTERM] {
-        let registered = signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())
-            .and_then(|_| signal_hook::flag::register(sig, cancel.clone()));
-        if let Err(e) = registered {
-            tracing::warn!(
-                "cannot install the Ctrl-C handler ({e}); Ctrl-C will stop vaepipe abruptly"
-            );
-        }
-    }
+    crate::signal::install_for(cancel);
 }
 
 /// `name=value` for each top-level scalar of a `metrics.json`, or "" when there is none.

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::output::{finish, install_signal_handlers, render_event};
+use super::output::{finish, render_event};
 use super::{CliError, GlobalArgs, Hooks, SweepArgs};
 use crate::cache::CacheStore;
 use crate::executor::Executor;
@@ -122,8 +122,7 @@ pub fn run(
         }
     }
 
-    let cancel = Arc::new(AtomicBool::new(false));
-    install_signal_handlers(&cancel);
+    let cancel = crate::signal::install();
     let run_options = RunOptions {
         device: args
             .device
