@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod cli;
 pub mod device;
 pub mod formats;
+pub mod malloc_policy;
 pub mod models;
 pub mod stages;
 pub mod train;

@@ -4,6 +4,7 @@
 //! `vaepipe_engine::cli`; `main.rs` puts both under one `vaepipe` command.
 
 pub mod bench;
+pub mod bench_baseline;
 pub mod import_weights;
 pub mod modify;
 
