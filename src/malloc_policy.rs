@@ -51,14 +51,17 @@ impl MallocPolicy {
             MallocPolicy::Retain => (0, i32::MAX),
             MallocPolicy::Default => (GLIBC_MMAP_MAX, GLIBC_TRIM_THRESHOLD),
         };
-        sys::mallopt(sys::M_MMAP_MAX, mmap_max) && sys::mallopt(sys::M_TRIM_THRESHOLD, trim_threshold)
+        sys::mallopt(sys::M_MMAP_MAX, mmap_max)
+            && sys::mallopt(sys::M_TRIM_THRESHOLD, trim_threshold)
     }
 }
 
 impl fmt::Display for MallocPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MallocPolicy::Retain => write!(f, "retain (glibc M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)"),
+            MallocPolicy::Retain => {
+                write!(f, "retain (glibc M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1)")
+            }
             MallocPolicy::Default => write!(f, "default (glibc's mmap and trim thresholds)"),
         }
     }
@@ -87,7 +90,12 @@ pub fn reset_peak_rss() -> bool {
 fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -139,7 +147,10 @@ mod tests {
         assert!(MallocPolicy::Default.apply(), "glibc rejected the defaults");
         let returned = rss_kept_after_a_freed_block();
         assert!(returned < 16 << 20, "default kept {returned} bytes");
-        assert!(MallocPolicy::Retain.apply(), "glibc rejected the retain policy");
+        assert!(
+            MallocPolicy::Retain.apply(),
+            "glibc rejected the retain policy"
+        );
         let kept = rss_kept_after_a_freed_block();
         assert!(kept > 48 << 20, "retain kept only {kept} bytes");
     }

@@ -102,7 +102,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         ),
     ];
     // experiments/demo.toml's step: one perceptual layer .
-    full.push(("dfc_vae PERCEPTUAL, Conv2d_1a only (the demo)", VaeArch::DfcVae, LossType::Perceptual, 32));
+    full.push((
+        "dfc_vae PERCEPTUAL, Conv2d_1a only (the demo)",
+        VaeArch::DfcVae,
+        LossType::Perceptual,
+        32,
+    ));
     let configs: Vec<_> = full.iter().filter(|c| !args.quick || c.3 <= 32).collect();
     println!(
         "device {}  threads {}  steps {} (+1 warm-up)  loss_features Conv2d_1a_3x3,Conv2d_2a_3x3,Conv2d_2b_3x3  random face-net weights",
@@ -211,7 +216,12 @@ fn cpu_seconds() -> f64 {
     // Fields after the `(comm)`: state is 3rd; utime and stime are the 14th and 15th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -235,19 +245,28 @@ fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
                 .lines()
                 .rev()
                 .find_map(|l| serde_json::from_str(l).ok())
-                .with_context(|| format!("the malloc probe ({policy}) printed no result: {stdout}{}", String::from_utf8_lossy(&out.stderr)))?;
+                .with_context(|| {
+                    format!(
+                        "the malloc probe ({policy}) printed no result: {stdout}{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })?;
             let sps = line["steps_per_s"].as_f64().unwrap_or(f64::NAN);
             let rss = line["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
             results[i].push((sps, rss));
         }
     }
-    let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
+    let mean =
+        |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
     let (d_sps, d_rss) = (mean(&results[0], |r| r.0), mean(&results[0], |r| r.1));
     let (r_sps, r_rss) = (mean(&results[1], |r| r.0), mean(&results[1], |r| r.1));
     println!("\nmalloc policy (dfc_vae PERCEPTUAL, batch {batch}, child processes interleaved default/retain ×2):");
     println!("| policy | steps/s | peak RSS | vs default |");
     println!("|---|---:|---:|---:|");
-    println!("| default (VAEPIPE_MALLOC=default) | {d_sps:.3} | {:.0} MiB | 1.00× |", d_rss / 1048576.0);
+    println!(
+        "| default (VAEPIPE_MALLOC=default) | {d_sps:.3} | {:.0} MiB | 1.00× |",
+        d_rss / 1048576.0
+    );
     println!(
         "| retain (vaepipe's default) | {r_sps:.3} | {:.0} MiB | {:.2}× speed, {:.2}× peak RSS |",
         r_rss / 1048576.0,
@@ -261,7 +280,10 @@ fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
 /// each batch measured vaepipe → PyTorch → vaepipe so the ratio compares the same window.
 fn pytorch_baseline(args: &BenchArgs, device: Device) -> Result<()> {
     if device != Device::Cpu {
-        println!("\n(PyTorch baseline: CPU only for now; skipped on {})", crate::device::name(device));
+        println!(
+            "\n(PyTorch baseline: CPU only for now; skipped on {})",
+            crate::device::name(device)
+        );
         return Ok(());
     }
     let python = bench_baseline::find_python()?;

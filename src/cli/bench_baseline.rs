@@ -101,7 +101,10 @@ pub fn write_script(dir: &Path) -> Result<PathBuf> {
 
 /// The `steps_per_s` of the script's last JSON line.
 fn parse_steps_per_s(stdout: &str) -> Option<f64> {
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))?;
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     value.get("steps_per_s")?.as_f64()
 }

@@ -191,7 +191,8 @@ type CropMemo = Vec<std::sync::OnceLock<Vec<u8>>>;
 /// A memo for `len` images when the loader repeats and all their crops fit the budget.
 fn crop_memo(len: usize, config: &BatchConfig) -> Option<CropMemo> {
     let bytes = len.saturating_mul(3 * config.crop * config.crop);
-    (config.repeat && bytes <= CROP_MEMO_BUDGET).then(|| (0..len).map(|_| Default::default()).collect())
+    (config.repeat && bytes <= CROP_MEMO_BUDGET)
+        .then(|| (0..len).map(|_| Default::default()).collect())
 }
 
 /// Prefetching batch iterator over a list of image paths.
@@ -258,7 +259,9 @@ impl BatchLoader {
                             epoch: pos.epoch,
                             batch: b,
                         };
-                        let item = pool.install(|| make_batch(&paths, memo.as_ref(), &config, indices, position));
+                        let item = pool.install(|| {
+                            make_batch(&paths, memo.as_ref(), &config, indices, position)
+                        });
                         if tx.send(item).is_err() {
                             return; // consumer gone
                         }
