@@ -24,6 +24,9 @@ fn main() {
         .and_then(|lib| libtorch_version(Path::new(&lib)))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=VAEPIPE_LIBTORCH_VERSION={version}");
+    // Where libtorch lives, so `vaepipe bench --baseline pytorch` finds the venv's python.
+    let lib_dir = std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default();
+    println!("cargo:rustc-env=VAEPIPE_LIBTORCH_LIB={lib_dir}");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");

@@ -10,6 +10,7 @@ pub mod data;
 pub mod device;
 pub mod formats;
 pub mod limits;
+pub mod malloc_policy;
 pub mod models;
 pub mod precision;
 pub mod stages;

@@ -32,6 +32,8 @@ fn long_version() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    // First, before libtorch allocates anything: keep freed memory (src/malloc_policy.rs).
+    vaepipe::malloc_policy::apply_at_startup();
     vaepipe_engine::panic_hook::install();
     let cli = Cli::parse();
     vaepipe_engine::cli::init_logging(&cli.global);

@@ -1,14 +1,22 @@
 //! `vaepipe bench train`: training throughput on this machine, as a table of steps/s with
 //! ratios against the first row (dfc_vae PERCEPTUAL at batch 128), plus the share of step time
 //! a real training loop spends waiting for the batch pipeline. Numbers, never a pass/fail.
+//!
+//! Also, each against a baseline measured in the same invocation: the malloc policy's effect
+//! (child processes with `VAEPIPE_MALLOC=default` and the default `retain`, interleaved, with
+//! their peak RSS), the share of the machine's fp32 matmul rate a batch-128 step reaches, and
+//! with `--baseline pytorch` a PyTorch port of the same step on the same thread count
+//! (`bench/train_step.py`; `--compile` adds its `torch.compile` version).
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{batch_tensor, ImageList, LoaderConfig};
+use super::bench_baseline::{self, TorchMode, TorchRun};
+use crate::malloc_policy::{self, MallocPolicy};
 use crate::models::VaeArch;
 use crate::stages::train_vae::{LossType, StepRunner, TrainVaeParams};
 
@@ -38,6 +46,27 @@ pub struct BenchArgs {
     /// `align` only: the python with facenet-pytorch for the baseline (default: set one up)
     #[arg(long)]
     baseline_python: Option<std::path::PathBuf>,
+    /// Also time a PyTorch port of the same step (bench/train_step.py) and print the ratios
+    #[arg(long, value_enum)]
+    baseline: Option<Baseline>,
+    /// With `--baseline pytorch`: also its `torch.compile` version (compiling takes minutes)
+    #[arg(long)]
+    compile: bool,
+    /// Skip the malloc-policy comparison (two child processes per policy)
+    #[arg(long)]
+    no_malloc_ab: bool,
+    /// Internal: time only dfc_vae PERCEPTUAL at this batch and print one JSON line (the
+    /// malloc comparison's child processes)
+    #[arg(long, hide = true)]
+    probe_batch: Option<usize>,
+    /// Internal: with `--probe-batch`, read only the first N perceptual layers (the demo: 1)
+    #[arg(long, hide = true, default_value_t = 3)]
+    probe_layers: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Baseline {
+    Pytorch,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -72,7 +101,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         return Err(super::usage("--steps must be at least 1"));
     }
     let device = super::select_device(&args.device)?;
-    let full: [(&str, VaeArch, LossType, usize); 4] = [
+    if let Some(batch) = args.probe_batch {
+        return probe(device, batch, args.probe_layers, args.steps);
+    }
+    let mut full: Vec<(&str, VaeArch, LossType, usize)> = vec![
         (
             "dfc_vae PERCEPTUAL",
             VaeArch::DfcVae,
@@ -93,6 +125,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             32,
         ),
     ];
+    // experiments/demo.toml's step: one perceptual layer .
+    full.push((
+        "dfc_vae PERCEPTUAL, Conv2d_1a only (the demo)",
+        VaeArch::DfcVae,
+        LossType::Perceptual,
+        32,
+    ));
     let configs: Vec<_> = full.iter().filter(|c| !args.quick || c.3 <= 32).collect();
     println!(
         "device {}  threads {}  steps {} (+1 warm-up)  loss_features Conv2d_1a_3x3,Conv2d_2a_3x3,Conv2d_2b_3x3  random face-net weights",
@@ -100,29 +139,26 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         tch::get_num_threads(),
         args.steps
     );
+    println!(
+        "malloc policy: {} (set {}=default for glibc's)",
+        MallocPolicy::from_env(),
+        malloc_policy::ENV
+    );
     let mut rows = Vec::new();
     for &&(name, model, loss, batch) in &configs {
-        let params = TrainVaeParams {
+        let mut params = TrainVaeParams {
             model,
             reconstruction_loss_type: loss,
             batch_size: batch,
             ..Default::default()
         };
-        let mut runner = StepRunner::new(&params, device, 666, None)?;
-        let x = Tensor::randn([batch as i64, 3, 160, 160], (Kind::Float, device));
-        runner.step(&x, 1e-4, false)?;
-        let start = Instant::now();
-        for _ in 0..args.steps {
-            runner.step(&x, 1e-4, false)?;
+        if name.ends_with("(the demo)") {
+            params.loss_features = vec!["Conv2d_1a_3x3".into()];
         }
-        if let Device::Cuda(_) = device {
-            tch::Cuda::synchronize(0);
-        }
-        let steps_per_s = args.steps as f64 / start.elapsed().as_secs_f64();
         rows.push(Row {
             name: name.to_owned(),
             batch,
-            steps_per_s,
+            steps_per_s: time_steps(&params, device, args.steps)?,
         });
     }
     let base = rows.first().map(|r| r.steps_per_s).unwrap_or(1.0);
@@ -138,8 +174,182 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             r.steps_per_s / base
         );
     }
+    if let Some(first) = rows.first().filter(|r| r.batch == 128) {
+        let flops = bench_baseline::dfc_vae_step_flops(128, 3);
+        let rate = bench_baseline::matmul_flops_per_s(device);
+        println!(
+            "\nmachine share: a dfc_vae PERCEPTUAL batch-128 step is {:.1} GFLOP (convolutions, FCs, resizes; forward and the gradients autograd computes); at {:.3} steps/s that is {:.1} GFLOP/s = {:.1}% of this machine's fp32 matmul rate ({:.1} GFLOP/s, 1024² matmul, same threads)",
+            flops / 1e9,
+            first.steps_per_s,
+            flops * first.steps_per_s / 1e9,
+            100.0 * flops * first.steps_per_s / rate,
+            rate / 1e9
+        );
+    }
+    if !args.no_malloc_ab {
+        malloc_ab(&args, if args.quick { 32 } else { 128 })?;
+    }
+    if let Some(Baseline::Pytorch) = args.baseline {
+        pytorch_baseline(&args, device)?;
+    }
     data_wait(device, args.steps)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Steps/s of `steps` timed training steps (after one warm-up) on a random batch.
+fn time_steps(params: &TrainVaeParams, device: Device, steps: usize) -> Result<f64> {
+    let mut runner = StepRunner::new(params, device, 666, None)?;
+    let batch = params.batch_size as i64;
+    let x = Tensor::randn([batch, 3, 160, 160], (Kind::Float, device));
+    runner.step(&x, 1e-4, false)?;
+    let start = Instant::now();
+    for _ in 0..steps {
+        runner.step(&x, 1e-4, false)?;
+    }
+    if let Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+    Ok(steps as f64 / start.elapsed().as_secs_f64())
+}
+
+fn perceptual(batch: usize) -> TrainVaeParams {
+    TrainVaeParams {
+        batch_size: batch,
+        ..Default::default()
+    }
+}
+
+/// The malloc comparison's child: one configuration, one JSON line.
+fn probe(device: Device, batch: usize, layers: usize, steps: usize) -> Result<ExitCode> {
+    let mut params = perceptual(batch);
+    params.loss_features.truncate(layers.max(1));
+    let cpu = cpu_seconds();
+    let steps_per_s = time_steps(&params, device, steps)?;
+    let line = serde_json::json!({
+        "steps_per_s": steps_per_s,
+        "peak_rss_bytes": malloc_policy::peak_rss_bytes(),
+        "cpu_s": cpu_seconds() - cpu,
+    });
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This process's user + system CPU time so far (`/proc/self/stat`), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is 3rd; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs the probe in child processes under each policy, interleaved (default, retain,
+/// default, retain), and prints steps/s and peak RSS with retain's ratios against default.
+fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut results: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for _round in 0..2 {
+        for (i, policy) in ["default", "retain"].into_iter().enumerate() {
+            let mut cmd = Command::new(&exe);
+            cmd.args(["bench", "train", "--probe-batch", &batch.to_string()])
+                .args(["--steps", &args.steps.to_string(), "--device", &args.device])
+                .env(malloc_policy::ENV, policy);
+            if let Some(t) = args.threads {
+                cmd.args(["--threads", &t.to_string()]);
+            }
+            let out = cmd.output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let line: serde_json::Value = stdout
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str(l).ok())
+                .with_context(|| {
+                    format!(
+                        "the malloc probe ({policy}) printed no result: {stdout}{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })?;
+            let sps = line["steps_per_s"].as_f64().unwrap_or(f64::NAN);
+            let rss = line["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
+            results[i].push((sps, rss));
+        }
+    }
+    let mean =
+        |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
+    let (d_sps, d_rss) = (mean(&results[0], |r| r.0), mean(&results[0], |r| r.1));
+    let (r_sps, r_rss) = (mean(&results[1], |r| r.0), mean(&results[1], |r| r.1));
+    println!("\nmalloc policy (dfc_vae PERCEPTUAL, batch {batch}, child processes interleaved default/retain ×2):");
+    println!("| policy | steps/s | peak RSS | vs default |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| default (VAEPIPE_MALLOC=default) | {d_sps:.3} | {:.0} MiB | 1.00× |",
+        d_rss / 1048576.0
+    );
+    println!(
+        "| retain (vaepipe's default) | {r_sps:.3} | {:.0} MiB | {:.2}× speed, {:.2}× peak RSS |",
+        r_rss / 1048576.0,
+        r_sps / d_sps,
+        r_rss / d_rss
+    );
+    Ok(())
+}
+
+/// vaepipe and the PyTorch port of the same step, at batch 128 and 32 (only 32 with `--quick`),
+/// each batch measured vaepipe → PyTorch → vaepipe so the ratio compares the same window.
+fn pytorch_baseline(args: &BenchArgs, device: Device) -> Result<()> {
+    if device != Device::Cpu {
+        println!(
+            "\n(PyTorch baseline: CPU only for now; skipped on {})",
+            crate::device::name(device)
+        );
+        return Ok(());
+    }
+    let python = bench_baseline::find_python()?;
+    let dir = tempfile::tempdir()?;
+    let script = bench_baseline::write_script(dir.path())?;
+    let mut modes = vec![TorchMode::Eager];
+    if args.compile {
+        modes.push(TorchMode::Compile);
+    }
+    let batches: &[usize] = if args.quick { &[32] } else { &[128, 32] };
+    println!(
+        "\nvs PyTorch ({}, same thread count {}, default allocators; dfc_vae PERCEPTUAL, three layers):",
+        python.display(),
+        tch::get_num_threads()
+    );
+    println!("| batch | vaepipe steps/s | baseline | baseline steps/s | vaepipe vs baseline |");
+    println!("|---:|---:|---|---:|---:|");
+    for &batch in batches {
+        let before = time_steps(&perceptual(batch), device, args.steps)?;
+        let mut theirs = Vec::new();
+        for &mode in &modes {
+            let run = TorchRun {
+                python: &python,
+                script: &script,
+                batch,
+                depth: 3,
+                steps: args.steps,
+                threads: tch::get_num_threads() as usize,
+            };
+            theirs.push((mode, run.steps_per_s(mode)?));
+        }
+        let after = time_steps(&perceptual(batch), device, args.steps)?;
+        let ours = (before + after) / 2.0;
+        for (mode, sps) in theirs {
+            println!(
+                "| {batch} | {ours:.3} | {} | {sps:.3} | {:.2}× |",
+                mode.name(),
+                ours / sps
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs dfc_vae PERCEPTUAL at batch 32 fed by the real batch pipeline over a generated

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_align;
 pub mod import_mtcnn;
 pub mod doctor;
+pub mod bench_baseline;
 pub mod import_weights;
 pub mod modify;
 

@@ -49,7 +49,13 @@ impl Activation {
         match self {
             Activation::None => x,
             Activation::Relu => x.relu(),
-            Activation::Leaky => x.maximum(&(&x * LEAKY_SLOPE)),
+            // max(0.1·x, x) as x times a constant mask (1 where x > 0, else 0.1): the same
+            // values and gradients, but backward is one multiply instead of a maximum's masks
+            // and selects (the demo's step spent ~15% there).
+            Activation::Leaky => {
+                let slope = x.detach().gt(0.0).to_kind(x.kind()).clamp_min(LEAKY_SLOPE);
+                x * slope
+            }
         }
     }
 }
@@ -434,6 +440,21 @@ mod tests {
         let y = bn.forward_t(&x, false);
         let expected = (&x - 0.01) / (1.005f64 + BN_EPSILON).sqrt() + 0.5;
         assert!(y.allclose(&expected, 1e-6, 1e-6, false));
+    }
+
+    #[test]
+    fn leaky_relu_equals_the_maximum_form_bitwise_with_its_gradient() {
+        tch::manual_seed(5);
+        let x = Tensor::randn([4, 3, 9, 9], cpu()).set_requires_grad(true);
+        let ours = Activation::Leaky.apply(x.shallow_clone());
+        let reference = x.maximum(&(&x * LEAKY_SLOPE));
+        assert!(ours.equal(&reference));
+        let g = Tensor::randn([4, 3, 9, 9], cpu());
+        let grad = |y: &Tensor| {
+            let mut grads = Tensor::run_backward(&[y * &g], &[&x], false, false);
+            grads.remove(0)
+        };
+        assert!(grad(&ours).equal(&grad(&reference)));
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! the batches an uninterrupted run would have seen. Decode errors (and decoder panics) become
 //! `Err` items naming the file; the loader itself never panics on a file.
 //! Turning a [`FaceBatch`] into a tensor is the caller's business (this crate knows no torch).
+//!
+//! Endless (training) epochs over a set whose crops fit in [`CROP_MEMO_BUDGET`] decode each
+//! file once and keep its `crop_or_pad` bytes: the demo's 1,000 images are decoded 51 times in
+//! 1,600 steps otherwise, on the cores the model trains on. The batches are the same bytes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,6 +140,16 @@ pub fn epoch_schedule(len: usize, config: &BatchConfig, epoch: u64) -> Vec<Vec<u
 /// Decodes one image file into normalised CHW floats (`3 * s * s`, s = `config.out_size()`)
 /// written into `out`. Any decoder failure or panic becomes an error naming the file.
 pub fn decode_into(path: &Path, config: &BatchConfig, out: &mut [f32]) -> Result<()> {
+    normalise_crop_into(&decode_crop(path, config)?, config, out);
+    Ok(())
+}
+
+/// The most bytes of decoded crops an endless loader keeps in memory (the set's crops must
+/// all fit, or none are kept): memory stays bounded whatever the dataset's size.
+pub const CROP_MEMO_BUDGET: usize = 256 << 20;
+
+/// Decodes `path` and returns its `crop`×`crop` RGB bytes (HWC), as TF's `crop_or_pad`.
+fn decode_crop(path: &Path, config: &BatchConfig) -> Result<Vec<u8>> {
     // TF's decode_image(channels=3): grayscale is replicated, alpha dropped; the size is
     // checked against the header before anything is allocated.
     // A file that passed align-check is far below the default limits; one that did not is
@@ -143,12 +157,17 @@ pub fn decode_into(path: &Path, config: &BatchConfig, out: &mut [f32]) -> Result
     let rgb = crate::decode::open_image(path, &crate::decode::DecodeLimits::DEFAULT)?.rgb;
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let crop = config.crop;
-    let cropped = imageops::crop_or_pad(rgb.as_raw(), h, w, 3, crop, crop);
+    Ok(imageops::crop_or_pad(rgb.as_raw(), h, w, 3, crop, crop))
+}
+
+/// Normalises (and optionally resizes) a crop from [`decode_crop`] into `out`.
+fn normalise_crop_into(cropped: &[u8], config: &BatchConfig, out: &mut [f32]) {
+    let crop = config.crop;
     match config.resize {
-        None => imageops::normalise_to_chw(&cropped, crop, crop, config.mean, config.std, out),
+        None => imageops::normalise_to_chw(cropped, crop, crop, config.mean, config.std, out),
         Some(r) => {
             let mut chw = vec![0.0f32; 3 * crop * crop];
-            imageops::normalise_to_chw(&cropped, crop, crop, config.mean, config.std, &mut chw);
+            imageops::normalise_to_chw(cropped, crop, crop, config.mean, config.std, &mut chw);
             let resized = imageops::resize_bilinear(
                 &chw,
                 Layout::Chw,
@@ -162,7 +181,16 @@ pub fn decode_into(path: &Path, config: &BatchConfig, out: &mut [f32]) -> Result
             out.copy_from_slice(&resized);
         }
     }
-    Ok(())
+}
+
+/// Decoded crops by image index, filled as epochs first reach them.
+type CropMemo = Vec<std::sync::OnceLock<Vec<u8>>>;
+
+/// A memo for `len` images when the loader repeats and all their crops fit the budget.
+fn crop_memo(len: usize, config: &BatchConfig) -> Option<CropMemo> {
+    let bytes = len.saturating_mul(3 * config.crop * config.crop);
+    (config.repeat && bytes <= CROP_MEMO_BUDGET)
+        .then(|| (0..len).map(|_| Default::default()).collect())
 }
 
 /// Prefetching batch iterator over a list of image paths.
@@ -217,6 +245,7 @@ impl BatchLoader {
         let producer = std::thread::Builder::new()
             .name("facedata-batches".into())
             .spawn(move || {
+                let memo = crop_memo(paths.len(), &config);
                 let mut pos = start;
                 loop {
                     let schedule = epoch_schedule(paths.len(), &config, pos.epoch);
@@ -228,7 +257,9 @@ impl BatchLoader {
                             epoch: pos.epoch,
                             batch: b,
                         };
-                        let item = pool.install(|| make_batch(&paths, &config, indices, position));
+                        let item = pool.install(|| {
+                            make_batch(&paths, memo.as_ref(), &config, indices, position)
+                        });
                         if tx.send(item).is_err() {
                             return; // consumer gone
                         }
@@ -295,6 +326,7 @@ impl Drop for BatchLoader {
 
 fn make_batch(
     paths: &[PathBuf],
+    memo: Option<&CropMemo>,
     config: &BatchConfig,
     indices: Vec<usize>,
     position: Position,
@@ -304,7 +336,20 @@ fn make_batch(
     let mut data = vec![0.0f32; indices.len() * per];
     data.par_chunks_mut(per)
         .zip(indices.par_iter())
-        .try_for_each(|(out, &i)| decode_into(&paths[i], config, out))?;
+        .try_for_each(|(out, &i)| -> Result<()> {
+            let Some(slot) = memo.map(|m| &m[i]) else {
+                return decode_into(&paths[i], config, out);
+            };
+            let crop = match slot.get() {
+                Some(crop) => crop,
+                None => {
+                    let crop = decode_crop(&paths[i], config)?;
+                    slot.get_or_init(|| crop)
+                }
+            };
+            normalise_crop_into(crop, config, out);
+            Ok(())
+        })?;
     Ok(FaceBatch {
         data,
         n: indices.len(),
@@ -465,6 +510,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("missing.png"));
+    }
+
+    #[test]
+    fn endless_epochs_decode_each_file_once_and_yield_the_same_data() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = images(d.path(), 6);
+        let mut loader = BatchLoader::new(paths.clone(), cfg(), Position::default()).unwrap();
+        let mut first = std::collections::BTreeMap::new();
+        for _ in 0..2 {
+            let b = loader.next_batch().unwrap().unwrap();
+            for (k, &i) in b.indices.iter().enumerate() {
+                first.insert(i, b.data[k * 12..(k + 1) * 12].to_vec());
+            }
+        }
+        assert_eq!(first.len(), 6);
+        // The files are gone: later epochs can only come from the kept crops.
+        for p in &paths {
+            std::fs::remove_file(p).unwrap();
+        }
+        for _ in 0..6 {
+            let b = loader.next_batch().unwrap().unwrap();
+            for (k, i) in b.indices.iter().enumerate() {
+                assert_eq!(b.data[k * 12..(k + 1) * 12], first[i][..], "image {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn crops_are_kept_only_for_endless_loaders_within_the_budget() {
+        let train = BatchConfig::default(); // 160 crops, endless
+        assert!(crop_memo(1_000, &train).is_some());
+        assert!(crop_memo(202_599, &train).is_none());
+        let once = BatchConfig {
+            repeat: false,
+            ..BatchConfig::default()
+        };
+        assert!(crop_memo(10, &once).is_none());
     }
 
     #[test]
