@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{batch_tensor, ImageList, LoaderConfig};
+use crate::data::{ImageList, LoaderConfig};
 use super::bench_baseline::{self, TorchMode, TorchRun};
 use crate::malloc_policy::{self, MallocPolicy};
 use crate::models::VaeArch;

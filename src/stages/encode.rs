@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
-use crate::data::{batch_tensor, FaceSet, LoaderConfig};
+use crate::data::{FaceSet, LoaderConfig};
 use crate::formats::latents_h5::LatentSet;
 use crate::formats::vae_spec::VaeSpec;
 use crate::models;

@@ -26,7 +26,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
-use crate::data::{batch_tensor, ImageList, LoaderConfig};
+use crate::data::{ImageList, LoaderConfig};
 use crate::formats::face_net_spec::FaceNetSpec;
 use crate::formats::image_grid::{put_images_on_grid, GridScaling};
 use crate::formats::logs_h5::LossHistory;

@@ -7,8 +7,6 @@
 //! What is printed and written is in `cli::output`.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
@@ -18,6 +16,7 @@ use super::{CliError, GlobalArgs, Hooks, SweepArgs};
 use crate::cache::CacheStore;
 use crate::executor::Executor;
 use crate::registry::Registry;
+use crate::scheduler::Event;
 use crate::scheduler::{self, ExecuteOptions, Freshness, PlanOptions};
 use crate::stage::RunOptions;
 
