@@ -13,7 +13,7 @@ export LIBTORCH
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: demo test build bench fmt
+.PHONY: demo test build bench fmt parity
 
 demo:
 	$(CARGO) run --quiet -- run experiments/demo.toml $(ARGS)
@@ -29,3 +29,7 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+# facenet's original TF code beside vaepipe (tests/parity/; its venv is cached outside the repo).
+parity:
+	tests/parity/run.sh $(ARGS)

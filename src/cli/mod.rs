@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod import_weights;
 pub mod modify;
+pub mod parity_dump;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,9 @@ pub enum ModelCommand {
     Bench(bench::BenchArgs),
     /// Convert facenet's TensorFlow checkpoints or facenet-pytorch .pt files to safetensors
     ImportWeights(import_weights::ImportWeightsArgs),
+    /// Development hook of the parity harness (tests/parity): run a model piece on .npy inputs
+    #[command(hide = true)]
+    ParityDump(parity_dump::ParityDumpArgs),
 }
 
 pub fn execute(cmd: ModelCommand) -> ExitCode {
@@ -24,6 +28,7 @@ pub fn execute(cmd: ModelCommand) -> ExitCode {
         ModelCommand::Modify(args) => modify::run(args),
         ModelCommand::Bench(args) => bench::run(args),
         ModelCommand::ImportWeights(args) => import_weights::run(args),
+        ModelCommand::ParityDump(args) => parity_dump::run(args),
     };
     match result {
         Ok(code) => code,

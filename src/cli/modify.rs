@@ -42,6 +42,9 @@ pub struct ModifyArgs {
     /// `auto`, `cpu`, `cuda`, `cuda:N`
     #[arg(long, default_value = "auto")]
     device: String,
+    /// How the PNGs become bytes: `clip` (true colours) or `minmax` (facenet's bytescale)
+    #[arg(long, value_enum, default_value = "clip")]
+    grid_scaling: GridScaling,
 }
 
 pub fn run(args: ModifyArgs) -> Result<ExitCode> {
@@ -161,6 +164,6 @@ fn modify_one(
     let out = args
         .output
         .join(format!("{stem}_{}.png", args.attribute.to_lowercase()));
-    canvas.save_png(&out, GridScaling::Clip)?;
+    canvas.save_png(&out, args.grid_scaling)?;
     Ok(out)
 }

@@ -22,6 +22,7 @@ pub mod dfc_vae_resnet;
 pub mod inception_resnet_v1;
 pub mod layers;
 pub mod loss;
+pub mod mutation;
 pub mod pt_file;
 pub mod resize;
 pub mod weights;
