@@ -84,6 +84,13 @@ class Harness:
             raise SystemExit(f"vaepipe failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
         return res.stdout
 
+    def run_experiment(self, name, stages):
+        """`vaepipe run` on an experiment `name` with these `[input.*]`/`[stage.*]` tables."""
+        toml = self.path(name + ".toml")
+        with open(toml, "w") as f:
+            f.write(f'[experiment]\nname = "{name}"\nseed = {SEED}\n\n{stages}')
+        self.vp("--cache-dir", self.path("cache"), "--runs-dir", self.path("runs"), "run", toml)
+
     def compare(self, quantity, ours, theirs, tol, levels=False):
         ours = np.asarray(ours, np.float64)
         theirs = np.asarray(theirs, np.float64)
@@ -118,20 +125,13 @@ class Harness:
 
     # -- inputs -----------------------------------------------------------------------------
     def make_inputs(self):
-        toml = self.path("faces.toml")
-        with open(toml, "w") as f:
-            f.write(f"""[experiment]
-name = "parity-faces"
-seed = {SEED}
-
-[stage.faces]
+        self.run_experiment("parity-faces", f"""[stage.faces]
 kind = "synth-faces"
 celeba_images = {CELEBA_IMAGES}
 celeba_identities = 20
 identities = 4
 images_per_identity = {TRAIN_BATCH * TRAIN_STEPS // 4}
 """)
-        self.vp("--cache-dir", self.path("cache"), "--runs-dir", self.path("runs"), "run", toml)
         faces = os.path.join(self.work, "runs", "parity-faces", "faces")
         # Training images: facenet's aligned identity folders (182 px PNG), 160 centre crop.
         casia = self.casia = os.path.join(faces, "casia")
@@ -315,13 +315,9 @@ images_per_identity = {TRAIN_BATCH * TRAIN_STEPS // 4}
         noise_path = self.path("vaepipe", "encode_noise.npy")
         self.vp("parity-dump", "noise", "--seed", str(SEED), "--batch", "0", "--rows", str(n),
                 "--latent", str(LATENT), "--out", noise_path, mutate=False)
-        toml = self.path("attributes.toml")
-        with open(toml, "w") as f:
-            f.write(f"""[experiment]
-name = "parity-attributes"
-seed = {SEED}
-
-[input.celeba]
+        original.switch("attributes: one batch of all images on both sides (the original's 4-thread "
+                        "queue makes batch composition, hence training-mode BN statistics, racy)")
+        self.run_experiment("parity-attributes", f"""[input.celeba]
 path = "{self.celeba}"
 
 [input.vae]
@@ -341,9 +337,6 @@ kind = "render-attribute"
 from = {{ model = "vae", vectors = "vectors" }}
 grid_scaling = "minmax"
 """)
-        original.switch("attributes: one batch of all images on both sides (the original's 4-thread "
-                        "queue makes batch composition, hence training-mode BN statistics, racy)")
-        self.vp("--cache-dir", self.path("cache"), "--runs-dir", self.path("runs"), "run", toml)
         runs = os.path.join(self.work, "runs", "parity-attributes")
         ours_h5 = os.path.join(runs, "vectors", "attribute_vectors.h5")
         ours_png = os.path.join(runs, "render", "add_smile.png")
