@@ -135,11 +135,11 @@ pub fn run(args: ParityDumpArgs) -> Result<ExitCode> {
                 .zip(maps)
                 .map(|(n, t)| (n.clone(), if t.dim() == 4 { nhwc(&t) } else { t }))
                 .collect();
-            Tensor::write_npz(&named, &out)?;
+            Tensor::write_npz(&named, out)?;
         }
         Dump::Resize { images, size, out } => {
             let x = nchw(&read(&images)?);
-            nhwc(&resize::resize(&x, size, size, resize::Sampling::TfLegacy)).write_npy(&out)?;
+            nhwc(&resize::resize(&x, size, size, resize::Sampling::TfLegacy)).write_npy(out)?;
         }
         Dump::Train {
             params,
@@ -158,7 +158,7 @@ pub fn run(args: ParityDumpArgs) -> Result<ExitCode> {
         } => {
             // Exactly what the encode stage draws for its batch `batch`.
             tch::manual_seed(crate::stages::common::step_seed(seed, batch));
-            Tensor::randn([rows, latent], (Kind::Float, Device::Cpu)).write_npy(&out)?;
+            Tensor::randn([rows, latent], (Kind::Float, Device::Cpu)).write_npy(out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
