@@ -13,7 +13,7 @@ export LIBTORCH
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: demo test build bench fmt lint dist
+.PHONY: demo test build bench fmt lint dist parity
 
 demo:
 	$(CARGO) run --quiet -- run experiments/demo.toml $(ARGS)
@@ -39,3 +39,6 @@ lint:
 # and gathered into .device/ by scripts/device/prepare.sh; prints the binary's path and size.
 dist:
 	scripts/device/prepare.sh
+# facenet's original TF code beside vaepipe (tests/parity/; its venv is cached outside the repo).
+parity:
+	tests/parity/run.sh $(ARGS)

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod bench_baseline;
 pub mod import_weights;
 pub mod modify;
+pub mod parity_dump;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,9 @@ pub enum ModelCommand {
     Doctor(doctor::DoctorArgs),
     /// Convert facenet's TensorFlow checkpoints or facenet-pytorch .pt files to safetensors
     ImportWeights(import_weights::ImportWeightsArgs),
+    /// Development hook of the parity harness (tests/parity): run a model piece on .npy inputs
+    #[command(hide = true)]
+    ParityDump(parity_dump::ParityDumpArgs),
 }
 
 pub fn execute(cmd: ModelCommand) -> ExitCode {
@@ -48,6 +52,7 @@ pub fn execute(cmd: ModelCommand) -> ExitCode {
         ModelCommand::Bench(args) => bench::run(args),
         ModelCommand::ImportWeights(args) => import_weights::run(args),
         ModelCommand::Doctor(args) => doctor::run(args),
+        ModelCommand::ParityDump(args) => parity_dump::run(args),
     };
     match result {
         Ok(code) => code,

@@ -50,6 +50,9 @@ pub struct ModifyArgs {
     /// Replace output files that already exist (otherwise vaepipe refuses, before any work)
     #[arg(long)]
     force: bool,
+    /// How the PNGs become bytes: `clip` (true colours) or `minmax` (facenet's bytescale)
+    #[arg(long, value_enum, default_value = "clip")]
+    grid_scaling: GridScaling,
 }
 
 pub fn run(args: ModifyArgs) -> Result<ExitCode> {
@@ -188,7 +191,7 @@ fn modify_one(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
     }
-    canvas.save_png(out, GridScaling::Clip)?;
+    canvas.save_png(out, args.grid_scaling)?;
     Ok(out.to_path_buf())
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub const BORDER: usize = 3;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GridScaling {
     /// Clip to 0..255: the colours the model produced.

@@ -18,6 +18,8 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
+use super::mutation::{self, Mutation};
+
 /// slim batch_norm `epsilon` in facenet's params.
 pub const BN_EPSILON: f64 = 1e-3;
 /// torch's momentum for TF's `decay` 0.995: moving ← (1 − m)·moving + m·batch.
@@ -112,6 +114,9 @@ fn redraw_beyond_two(mut draw: impl FnMut() -> Tensor) -> Tensor {
 pub fn same_padding(input: i64, kernel: i64, stride: i64) -> (i64, i64) {
     let out = (input + stride - 1) / stride;
     let total = ((out - 1) * stride + kernel - input).max(0);
+    if kernel == 4 && stride == 1 && mutation::is_active(Mutation::SameSplit) {
+        return (total - total / 2, total / 2);
+    }
     (total / 2, total - total / 2)
 }
 
@@ -216,7 +221,11 @@ impl nn::ModuleT for BatchNorm {
             Some(&self.moving_variance),
             train,
             BN_MOMENTUM,
-            BN_EPSILON,
+            if mutation::is_active(Mutation::BnEpsilon) {
+                1e-5
+            } else {
+                BN_EPSILON
+            },
             true,
         )
     }
@@ -292,12 +301,18 @@ impl nn::Module for Fc {
 /// `slim.flatten` of an NHWC tensor, from tch's NCHW: `[B, C, H, W]` → `[B, H·W·C]` with
 /// index (h·W + w)·C + c, so TF's FC weights apply unchanged (up to the transpose).
 pub fn flatten_nhwc(x: &Tensor) -> Tensor {
+    if mutation::is_active(Mutation::FlattenNchw) {
+        return x.flatten(1, -1);
+    }
     x.permute([0, 2, 3, 1]) // [B, H, W, C]
         .flatten(1, -1) // [B, H·W·C]
 }
 
 /// `tf.reshape(x, [-1, h, w, c])` into tch's NCHW: `[B, h·w·c]` → `[B, c, h, w]`.
 pub fn unflatten_nhwc(x: &Tensor, h: i64, w: i64, c: i64) -> Tensor {
+    if mutation::is_active(Mutation::FlattenNchw) {
+        return x.reshape([-1, c, h, w]);
+    }
     x.reshape([-1, h, w, c]) // [B, h, w, c]
         .permute([0, 3, 1, 2]) // [B, c, h, w]
 }

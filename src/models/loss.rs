@@ -17,8 +17,11 @@ use super::ModelError;
 /// 0.5·Σ_d(exp(log_var) + mean² − 1 − log_var). `mean`, `log_var`: `[B, L]`; returns a scalar.
 pub fn kl_loss(mean: &Tensor, log_var: &Tensor) -> Tensor {
     let per_dim = log_var.exp() + mean.square() - 1.0 - log_var; // [B, L]
-    (per_dim.sum_dim_intlist([1i64].as_slice(), false, None) * 0.5) // [B]
-        .mean(None) // []
+    let per_sample = per_dim.sum_dim_intlist([1i64].as_slice(), false, None) * 0.5; // [B]
+    if super::mutation::is_active(super::mutation::Mutation::KlSum) {
+        return per_sample.sum(None);
+    }
+    per_sample.mean(None) // []
 }
 
 /// PLAIN (train_vae.py:111-113): the sum over everything of the squared pixel error; both in

@@ -23,6 +23,7 @@ pub mod layers;
 pub mod loss;
 pub mod preprocess;
 pub mod mtcnn;
+pub mod mutation;
 pub mod pt_file;
 pub mod resize;
 pub mod softmax_head;

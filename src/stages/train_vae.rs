@@ -94,6 +94,9 @@ pub struct TrainVaeParams {
     pub perceptual_input: PerceptualInput,
     pub weights: WeightsSource,
     pub normalization: Normalization,
+    /// How the reconstruction grids become bytes: `clip` (true colours) or `minmax` (the
+    /// original's bytescale over the whole canvas).
+    pub grid_scaling: GridScaling,
     /// `fp32` (the original's numerics), `tf32` or `bf16` (autocast, FP32 master weights).
     /// Left out of the key when `fp32`, so keys from before the param existed still hold.
     #[serde(skip_serializing_if = "Precision::is_fp32")]
@@ -137,6 +140,7 @@ impl Default for TrainVaeParams {
             weights: WeightsSource::default(),
             normalization: Normalization::default(),
             precision: Precision::Fp32,
+            grid_scaling: GridScaling::Clip,
         }
     }
 }
@@ -155,6 +159,7 @@ impl TrainVaeParams {
 
 impl Stage for TrainVae {
     const KIND: &'static str = "train-vae";
+    /// 2: grids always 16×8 tiles; `grid_scaling` param.
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "trains a DFC-VAE with a perceptual (face-net) or plain pixel loss";
     type Params = TrainVaeParams;
@@ -397,11 +402,32 @@ impl<'p> StepRunner<'p> {
         self.device
     }
 
+    /// The VAE's variables (the parity harness loads the original's initial weights into them).
+    pub fn variables_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+
+    pub fn optimizer(&self) -> &TfAdam {
+        &self.adam
+    }
+
     pub fn step(
         &mut self,
         originals: &Tensor,
         lr: f64,
         keep_reconstruction: bool,
+    ) -> Result<StepLosses> {
+        self.step_with_noise(originals, lr, keep_reconstruction, None)
+    }
+
+    /// [`StepRunner::step`] with the reparameterisation's ε `[B, L]` given (the parity
+    /// harness feeds the original's); `None` draws it from torch's generator.
+    pub fn step_with_noise(
+        &mut self,
+        originals: &Tensor,
+        lr: f64,
+        keep_reconstruction: bool,
+        noise: Option<&Tensor>,
     ) -> Result<StepLosses> {
         let p = self.p;
         // The forward pass, under bf16 autocast when asked; losses are float32 either way.
@@ -426,7 +452,10 @@ impl<'p> StepRunner<'p> {
         // [B,3,160,160] normalised → [B,3,s,s]
         let images = models::resize::resize(originals, size, size, sampling);
         let (mean, log_var) = self.vae.encode(&images, true);
-        let z = models::reparameterize(&mean, &log_var);
+        let z = match noise {
+            Some(eps) => models::reparameterize_with(&mean, &log_var, eps),
+            None => models::reparameterize(&mean, &log_var),
+        };
         let reconstructed = self.vae.decode(&z, true); // [B,3,s,s], normalised
         let rec = match &self.perceptual {
             Some(net) => {
@@ -544,12 +573,14 @@ impl<'p> Trainer<'p> {
         let p = self.runner.p;
         let pixels = p.normalization.to_pixels(images);
         let s = p.model.image_size() as usize;
+        // The original's canvas is always 16×8 tiles (1075×539 at 64 px); a smaller batch
+        // leaves the remaining tiles black, which matters under `grid_scaling = "minmax"`.
         let n = (pixels.size()[0] as usize).min(128);
         let nhwc = to_nhwc_vec(&pixels.narrow(0, 0, n as i64))?;
-        let canvas = put_images_on_grid(&nhwc, s, 16, 8.min(n.div_ceil(16)).max(1))?;
+        let canvas = put_images_on_grid(&nhwc, s, 16, 8)?;
         canvas.save_png(
             &self.work.join(format!("{name}_{step:06}.png")),
-            GridScaling::Clip,
+            p.grid_scaling,
         )
     }
 

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use tch::{nn::VarStore, Kind, Tensor};
 
+use crate::models::mutation::{is_active, Mutation};
+
 #[derive(Debug, Clone, Copy)]
 pub struct AdamConfig {
     pub beta1: f64,
@@ -79,6 +81,13 @@ impl TfAdam {
         let c = self.config;
         let t = self.step as i32;
         let lr_t = lr * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
+        // PyTorch's placement (ε on the corrected √v̂) is TF's with ε·√(1 − β2^t); only the
+        // parity harness's mutation check asks for it.
+        let epsilon = if is_active(Mutation::AdamEpsilonHat) {
+            c.epsilon * (1.0 - c.beta2.powi(t)).sqrt()
+        } else {
+            c.epsilon
+        };
         tch::no_grad(|| {
             for ((_, p), (m, v)) in self
                 .params
@@ -93,7 +102,7 @@ impl TfAdam {
                 let _ = v
                     .g_mul_scalar_(c.beta2)
                     .g_add_(&(g.square() * (1.0 - c.beta2)));
-                let update = &*m / (v.sqrt() + c.epsilon) * lr_t;
+                let update = &*m / (v.sqrt() + epsilon) * lr_t;
                 let _ = p.g_sub_(&update);
             }
         });

@@ -101,9 +101,21 @@ fn tiny_pipeline_writes_every_artifact_and_reruns_as_hits() {
         vaepipe::formats::logs_h5::LossHistory::read_h5(&runs.join("train/logs.h5")).unwrap();
     assert_eq!(logs.total_loss.len(), 4);
 
-    // Reconstruction grid: 8 images of 64 px on a 16-column grid, one row.
-    let grid = image::open(runs.join("train/reconstructed_000004.png")).unwrap();
-    assert_eq!((grid.width(), grid.height()), (16 * 67 + 3, 67 + 3));
+    // Reconstruction grid: the original's full 16×8 canvas (1075×539) for any batch size;
+    // the 8 images fill row 0's first half, every other tile stays black.
+    let grid = image::open(runs.join("train/reconstructed_000004.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!((grid.width(), grid.height()), (1075, 539));
+    let tile_has_colour = |row: u32, col: u32| {
+        let (x0, y0) = (col * 67 + 3, row * 67 + 3);
+        (0..64).any(|y| (0..64).any(|x| grid.get_pixel(x0 + x, y0 + y).0 != [0, 0, 0]))
+    };
+    assert!(tile_has_colour(0, 7), "image 8 is drawn");
+    assert!(
+        !tile_has_colour(0, 8) && !tile_has_colour(7, 15),
+        "empty tiles are black"
+    );
 
     // attribute_vectors.h5 in facenet's layout.
     let av = vaepipe::formats::attribute_vectors_h5::AttributeVectors::read(
@@ -331,6 +343,34 @@ fn modify_adds_the_attribute_to_any_image_and_reports_bad_ones() {
         (strip.width(), strip.height()),
         (3 * 67 + 3, 67 + 3),
         "three amounts in one strip"
+    );
+    // `--grid-scaling minmax`: facenet's bytescale stretches the strip to the full 0..255.
+    let face_arg = face.to_str().unwrap();
+    p.ok(&[
+        "modify",
+        "--run",
+        "runs/tiny",
+        "--amount",
+        "-1,0,2",
+        "--grid-scaling",
+        "minmax",
+        "-o",
+        "out-minmax",
+        face_arg,
+    ]);
+    let stretched = image::open(p.path("out-minmax/000001_smiling.png"))
+        .unwrap()
+        .to_rgb8();
+    let clipped = strip.to_rgb8();
+    let (lo, hi) = stretched
+        .as_raw()
+        .iter()
+        .fold((255, 0), |(l, h), &b| (l.min(b), h.max(b)));
+    assert_eq!((lo, hi), (0, 255), "minmax uses the whole range");
+    assert_ne!(
+        stretched.as_raw(),
+        clipped.as_raw(),
+        "minmax differs from clip"
     );
 }
 
