@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::models::preprocess::Normalization;
 
@@ -216,4 +216,18 @@ pub fn batch_tensor(batch: &vaepipe_facedata::FaceBatch, device: Device) -> Tens
             batch.w as i64,
         ])
         .to_device(device)
+}
+
+/// A face batch as an NCHW float tensor on `device`. To a GPU it goes from pinned host
+/// memory with a non-blocking copy, so the host queues the upload and moves on (libtorch's
+/// pinned-memory allocator keeps the buffer until the copy is done); on the CPU it is the
+/// plain tensor, so CPU results are unchanged.
+pub fn upload_batch(batch: &vaepipe_facedata::FaceBatch, device: Device) -> Tensor {
+    let host = batch_tensor(batch, Device::Cpu);
+    if device.is_cuda() {
+        host.pin_memory(device)
+            .to_device_(device, Kind::Float, true, false)
+    } else {
+        host
+    }
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DeviceError {
@@ -141,19 +141,6 @@ pub fn libtorch_version_beside(library: &Path) -> Option<String> {
     Some(text.trim().to_owned())
 }
 
-/// A face batch as an NCHW float tensor on `device`. To a GPU it goes from pinned host
-/// memory with a non-blocking copy, so the host queues the upload and moves on (libtorch's
-/// pinned-memory allocator keeps the buffer until the copy is done); on the CPU it is the
-/// plain tensor, so CPU results are unchanged.
-pub fn upload_batch(batch: &vaepipe_facedata::FaceBatch, device: Device) -> Tensor {
-    let host = crate::data::batch_tensor(batch, Device::Cpu);
-    if device.is_cuda() {
-        host.pin_memory(device)
-            .to_device_(device, Kind::Float, true, false)
-    } else {
-        host
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -201,7 +188,7 @@ mod tests {
     #[test]
     fn the_loaded_libtorch_is_a_real_file_with_a_version() {
         // Any tensor op has mapped libtorch by now.
-        let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+        let _ = tch::Tensor::zeros([1], (tch::Kind::Float, Device::Cpu));
         let path = loaded_libtorch().expect("libtorch_cpu.so is in /proc/self/maps");
         assert!(path.is_file(), "{}", path.display());
         let version = libtorch_version_beside(&path).expect("a version beside it");

@@ -150,17 +150,14 @@ mod tests {
     }
 
     #[test]
-    fn retain_serves_large_blocks_from_the_heap_and_default_maps_them() {
+    fn retain_serves_large_blocks_from_the_heap() {
         // One test, not two: the policy is process-wide and tests run in parallel threads.
         // glibc's own accounting (mallinfo2) is per block, so other tests' allocations can only
         // add mapped bytes under `Default` and cannot add any under `Retain`.
+        // Only the retain half is asserted: under glibc's defaults the mmap threshold adapts
+        // (freeing a large mapped block raises it), so whether a 16 MiB block is mapped
+        // depends on what the other tests in this process freed before.
         assert!(MallocPolicy::Default.apply(), "glibc rejected the defaults");
-        // Best of three, in case another test frees a mapped block in the same instant.
-        let mapped = (0..3).map(|_| mapped_while_holding_a_large_block()).max();
-        assert!(
-            mapped >= Some(16 << 20),
-            "default mapped only {mapped:?} bytes"
-        );
         assert!(
             MallocPolicy::Retain.apply(),
             "glibc rejected the retain policy"

@@ -385,7 +385,7 @@ fn data_wait(device: Device, steps: usize) -> Result<()> {
         let t = Instant::now();
         // Reading the loss back makes the step's time its real device time on a GPU.
         runner
-            .step(&crate::device::upload_batch(&batch, device), 1e-4, false)?
+            .step(&crate::data::upload_batch(&batch, device), 1e-4, false)?
             .total();
         if step > 0 {
             waited += w;

@@ -17,7 +17,8 @@ use tch::{Device, Kind, Tensor};
 use crate::models::inception_resnet_v1::{InceptionConfig, InceptionResnetV1};
 use crate::models::mutation::{self, Mutation};
 use crate::models::{self, resize};
-use crate::stages::train_vae::{StepRunner, TrainVaeParams, VaeSpec};
+use crate::formats::vae_spec::VaeSpec;
+use crate::stages::train_vae::{StepRunner, TrainVaeParams};
 
 #[derive(clap::Args)]
 pub struct ParityDumpArgs {
@@ -157,7 +158,7 @@ pub fn run(args: ParityDumpArgs) -> Result<ExitCode> {
             out,
         } => {
             // Exactly what the encode stage draws for its batch `batch`.
-            tch::manual_seed(crate::stages::common::step_seed(seed, batch));
+            tch::manual_seed(crate::train::seed::step_seed(seed, batch));
             Tensor::randn([rows, latent], (Kind::Float, Device::Cpu)).write_npy(out)?;
         }
     }
@@ -243,7 +244,8 @@ fn dump_training(
             false,
             Some(&noise.get(s)),
         )?;
-        losses.extend([l.total, l.rec, l.kl]);
+        let v: Vec<f64> = Vec::try_from(&l.values.to_device(Device::Cpu).to_kind(Kind::Double))?;
+        losses.extend(v);
     }
     std::fs::create_dir_all(out)?;
     Tensor::from_slice(&losses)

@@ -127,7 +127,7 @@ impl Stage for Encode {
             let batch = batch?;
             let indices = batch.indices.clone();
             let x = models::resize::resize(
-                &crate::device::upload_batch(&batch, device),
+                &crate::data::upload_batch(&batch, device),
                 size,
                 size,
                 spec.resize.sampling(),

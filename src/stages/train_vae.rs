@@ -159,7 +159,7 @@ impl TrainVaeParams {
 
 impl Stage for TrainVae {
     const KIND: &'static str = "train-vae";
-    /// 2: grids always 16×8 tiles; `grid_scaling` param.
+    /// 2: grids always 16×8 tiles, `grid_scaling` param; a TensorBoard event file.
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "trains a DFC-VAE with a perceptual (face-net) or plain pixel loss";
     type Params = TrainVaeParams;
@@ -433,7 +433,7 @@ impl<'p> StepRunner<'p> {
         // The forward pass, under bf16 autocast when asked; losses are float32 either way.
         let (rec, kl, reconstructed) = p
             .precision
-            .autocast(self.device, || self.forward(originals))?;
+            .autocast(self.device, || self.forward(originals, noise))?;
         let total = &kl * p.alfa + &rec * p.beta;
         self.adam.zero_grad();
         total.backward();
@@ -445,7 +445,7 @@ impl<'p> StepRunner<'p> {
     }
 
     /// Reconstruction loss, KL loss (float32 scalars) and the reconstructions.
-    fn forward(&self, originals: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn forward(&self, originals: &Tensor, noise: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
         let p = self.p;
         let size = p.model.image_size();
         let sampling = p.resize.sampling();
@@ -694,7 +694,7 @@ impl TrainingTask for Trainer<'_> {
         let lr = p.learning_rate(step);
         let originals = match self.prefetched.take() {
             Some(uploaded) => uploaded,
-            None => crate::device::upload_batch(batch, self.runner.device),
+            None => crate::data::upload_batch(batch, self.runner.device),
         };
         let losses = self.runner.step(&originals, lr, save)?;
         self.pending_grid = losses.reconstructed.map(|r| {
@@ -715,7 +715,7 @@ impl TrainingTask for Trainer<'_> {
 
     fn prefetch(&mut self, next: &vaepipe_facedata::FaceBatch) -> Result<()> {
         if self.runner.device.is_cuda() {
-            self.prefetched = Some(crate::device::upload_batch(next, self.runner.device));
+            self.prefetched = Some(crate::data::upload_batch(next, self.runner.device));
         }
         Ok(())
     }

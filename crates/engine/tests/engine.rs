@@ -755,7 +755,7 @@ from = { src = "data" }
 [stage.plot]
 kind = "write"
 text = "PNGDATA"
-file = "loss_curve.png"
+file = "add_plot.png"
 metrics = true
 "#;
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. Modules on one line share a layer and may import each other. `signal` (the
 /// process-wide cancellation flag) is a leaf every layer may use.
 const LAYERS: &[&[&str]] = &[
-    &["atomic_file", "signal"],
+    &["atomic_file", "signal", "progress", "panic_hook"],
     &["stage"],
     &["registry"],
     &["cache"],
