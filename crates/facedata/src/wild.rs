@@ -97,7 +97,7 @@ fn background<R: Rng>(rng: &mut R, w: u32, h: u32) -> image::RgbImage {
     let stripes = rng.gen_range(3..12) as u32;
     image::RgbImage::from_fn(w, h, |x, y| {
         let t = (x + y) as f32 / (w + h) as f32;
-        let texture = if (x / stripes + y / stripes) % 2 == 0 {
+        let texture = if (x / stripes + y / stripes).is_multiple_of(2) {
             6.0
         } else {
             -6.0

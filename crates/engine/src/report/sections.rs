@@ -210,9 +210,9 @@ pub fn attributes(stage: &str, metrics: &Value) -> String {
             .get("probe_average_accuracy")
             .and_then(Value::as_f64);
         let held_out = metrics.get("probe_held_out").and_then(Value::as_bool);
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<figure>{}<figcaption>{}: linear-probe accuracy per attribute on {} rows{}</figcaption></figure>\n",
+            "<figure>{}<figcaption>{}: linear-probe accuracy per attribute on {} rows{}</figcaption></figure>",
             charts::sorted_bars(
                 &format!("{} attributes, probe accuracy", items.len()),
                 &items,
@@ -229,9 +229,9 @@ pub fn attributes(stage: &str, metrics: &Value) -> String {
         );
     }
     if let Some(g) = gain(metrics) {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<figure>{}<figcaption>{}: P({}) of each rendered face (one line per face; black: their mean)</figcaption></figure>\n",
+            "<figure>{}<figcaption>{}: P({}) of each rendered face (one line per face; black: their mean)</figcaption></figure>",
             charts::lines(
                 &format!("P({}) against the amount added", g.attribute),
                 "amount of the vector added",
