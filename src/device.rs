@@ -141,7 +141,6 @@ pub fn libtorch_version_beside(library: &Path) -> Option<String> {
     Some(text.trim().to_owned())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ pub struct AttributeVectorSet {
 
 pub fn compute(table: &LatentTable<'_>) -> AttributeVectorSet {
     let (l, f) = (table.latent_size, table.fields);
-    let n = if l == 0 { 0 } else { table.latents.len() / l };
+    let n = table.latents.len().checked_div(l).unwrap_or(0);
     let mut pos_sum = vec![0f64; f * l];
     let mut neg_sum = vec![0f64; f * l];
     let mut counts = vec![(0usize, 0usize); f];
@@ -33,8 +33,8 @@ pub fn compute(table: &LatentTable<'_>) -> AttributeVectorSet {
         let z = &table.latents[row * l..(row + 1) * l];
         for a in 0..f {
             let (sum, count) = match table.labels[row * f + a] {
-                v if v == 1.0 => (&mut pos_sum, &mut counts[a].0),
-                v if v == -1.0 => (&mut neg_sum, &mut counts[a].1),
+                1.0 => (&mut pos_sum, &mut counts[a].0),
+                -1.0 => (&mut neg_sum, &mut counts[a].1),
                 _ => continue,
             };
             *count += 1;

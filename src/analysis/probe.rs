@@ -58,8 +58,8 @@ impl LinearProbe {
             let err = (&p - &target) * &known / &counts; // mean over known rows, per attribute
             let gw = xs.transpose(0, 1).matmul(&err) + &w * L2;
             let gb = err.sum_dim_intlist(0, false, Kind::Float);
-            w = w - gw * LEARNING_RATE;
-            b = b - gb * LEARNING_RATE;
+            w -= gw * LEARNING_RATE;
+            b -= gb * LEARNING_RATE;
         }
         Ok(LinearProbe {
             latent_size,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::data::{ImageList, LoaderConfig};
 use super::bench_baseline::{self, TorchMode, TorchRun};
+use crate::data::{ImageList, LoaderConfig};
 use crate::malloc_policy::{self, MallocPolicy};
 use crate::models::VaeArch;
 use crate::stages::train_vae::{LossType, StepRunner, TrainVaeParams};

@@ -5,9 +5,9 @@
 
 pub mod bench;
 pub mod bench_align;
-pub mod import_mtcnn;
-pub mod doctor;
 pub mod bench_baseline;
+pub mod doctor;
+pub mod import_mtcnn;
 pub mod import_weights;
 pub mod modify;
 pub mod parity_dump;

@@ -14,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use crate::formats::vae_spec::VaeSpec;
 use crate::models::inception_resnet_v1::{InceptionConfig, InceptionResnetV1};
 use crate::models::mutation::{self, Mutation};
 use crate::models::{self, resize};
-use crate::formats::vae_spec::VaeSpec;
 use crate::stages::train_vae::{StepRunner, TrainVaeParams};
 
 #[derive(clap::Args)]

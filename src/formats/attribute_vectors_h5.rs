@@ -57,11 +57,10 @@ pub(crate) fn write_fields(file: &hdf5::File, fields: &[String]) -> hdf5::Result
 
 impl AttributeVectors {
     pub fn rows(&self) -> usize {
-        if self.latent_size == 0 {
-            0
-        } else {
-            self.latent_vars.len() / self.latent_size
-        }
+        self.latent_vars
+            .len()
+            .checked_div(self.latent_size)
+            .unwrap_or(0)
     }
 
     /// The vector of one attribute by name.

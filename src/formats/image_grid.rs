@@ -34,7 +34,7 @@ pub struct Canvas {
 /// Places `n` square RGB images (NHWC, side `s`) on a `cols × rows` grid.
 pub fn put_images_on_grid(images: &[f32], s: usize, cols: usize, rows: usize) -> Result<Canvas> {
     let per_image = s * s * 3;
-    if per_image == 0 || images.len() % per_image != 0 {
+    if per_image == 0 || !images.len().is_multiple_of(per_image) {
         bail!(
             "grid images: {} values are not a whole number of {s}×{s} RGB images",
             images.len()

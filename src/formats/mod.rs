@@ -10,5 +10,5 @@ pub mod latents_h5;
 pub mod logs_h5;
 pub mod plot;
 pub mod sweep_images;
-pub mod vae_spec;
 pub mod tensorboard;
+pub mod vae_spec;

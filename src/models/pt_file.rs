@@ -899,12 +899,8 @@ mod tests {
         assert_refused(&p, "nested more than");
         // Lists nested through appends are capped the same way.
         let mut p = vec![0x80, 2];
-        for _ in 0..1000 {
-            p.push(b']');
-        }
-        for _ in 0..999 {
-            p.push(b'a');
-        }
+        p.extend(std::iter::repeat_n(b']', 1000));
+        p.extend(std::iter::repeat_n(b'a', 999));
         p.push(b'.');
         assert_refused(&p, "nested more than");
     }

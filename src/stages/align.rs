@@ -188,7 +188,8 @@ impl Stage for Align {
             margin: p.margin,
             multiple: p.detect_multiple_faces,
         };
-        let bar = crate::train::metrics::progress_bar(cx, plan.jobs.len() as u64, done.len() as u64);
+        let bar =
+            crate::train::metrics::progress_bar(cx, plan.jobs.len() as u64, done.len() as u64);
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         let (tx, rx) = crossbeam_channel::unbounded::<Record>();

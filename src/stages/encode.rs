@@ -15,9 +15,9 @@ use crate::data::{FaceSet, LoaderConfig};
 use crate::formats::latents_h5::LatentSet;
 use crate::formats::vae_spec::VaeSpec;
 use crate::models;
+use crate::precision::Precision;
 use crate::train::metrics::progress_bar;
 use crate::train::seed::step_seed;
-use crate::precision::Precision;
 
 pub struct Encode;
 

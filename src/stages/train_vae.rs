@@ -33,8 +33,8 @@ use crate::formats::logs_h5::LossHistory;
 use crate::formats::vae_spec::VaeSpec;
 use crate::models::preprocess::{to_nhwc_vec, Normalization, PerceptualInput, Resize};
 use crate::models::{self, VaeArch};
-use crate::stages::params;
 use crate::precision::Precision;
+use crate::stages::params;
 use crate::train::adam::{AdamConfig, TfAdam};
 use crate::train::checkpoint::{Checkpoints, TrainState};
 use crate::train::driver::{self, LoopPlan, StepRecord, TrainingTask};
@@ -445,7 +445,11 @@ impl<'p> StepRunner<'p> {
     }
 
     /// Reconstruction loss, KL loss (float32 scalars) and the reconstructions.
-    fn forward(&self, originals: &Tensor, noise: Option<&Tensor>) -> Result<(Tensor, Tensor, Tensor)> {
+    fn forward(
+        &self,
+        originals: &Tensor,
+        noise: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let p = self.p;
         let size = p.model.image_size();
         let sampling = p.resize.sampling();

@@ -26,9 +26,9 @@ use vaepipe_engine::stage::StageCx;
 use vaepipe_facedata::FaceBatch;
 
 use crate::data::TrainingBatches;
+use crate::formats::tensorboard::EventWriter;
 use crate::train::metrics::{progress_bar, truncate_jsonl};
 use crate::train::seed::step_seed;
-use crate::formats::tensorboard::EventWriter;
 
 /// What one step reports to the driver.
 pub struct StepRecord {

@@ -3,15 +3,15 @@
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a test failure
 
-mod golden_keys;
 mod align;
-mod gpu;
 mod faults;
 mod fuzz;
+mod golden_keys;
+mod gpu;
 mod hardening;
 mod pipeline;
-mod root_layers;
 mod results;
+mod root_layers;
 mod support;
 mod tidy;
 mod toolchain;

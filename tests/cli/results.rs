@@ -385,7 +385,7 @@ fn diff_of_two_files_and_its_usage_errors() {
         d.stdout
     );
     assert!(
-        d.stdout.contains("stage.train.max_steps") == false,
+        !d.stdout.contains("stage.train.max_steps"),
         "equal params are not listed"
     );
     assert!(
