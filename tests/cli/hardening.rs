@@ -196,21 +196,7 @@ fn sigterm_during_training_exits_143_and_the_rerun_resumes() {
         !p.path("runs/tiny/train").exists(),
         "no entry after an interrupt"
     );
-    let resumed = p.run(&[
-        "run",
-        "tiny.toml",
-        "--only",
-        "train",
-        "--threads",
-        "1",
-        "-v",
-    ]);
-    assert_eq!(resumed.code, 0, "{}", resumed.all());
-    assert!(
-        resumed.all().contains("resuming from step"),
-        "{}",
-        resumed.all()
-    );
+    p.resume_train("tiny.toml");
 }
 
 /// See: issue 15. With stderr in a file, training printed nothing for minutes; now a plain line

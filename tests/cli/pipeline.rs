@@ -292,20 +292,7 @@ fn killed_training_resumes_to_the_same_bits_as_an_uninterrupted_run() {
         !killed.path("runs/tiny/train").exists(),
         "a killed stage has no entry"
     );
-    let resumed = killed.ok(&[
-        "run",
-        "tiny.toml",
-        "--only",
-        "train",
-        "--threads",
-        "1",
-        "-v",
-    ]);
-    assert!(
-        resumed.all().contains("resuming from step"),
-        "{}",
-        resumed.all()
-    );
+    killed.resume_train("tiny.toml");
     assert_eq!(
         hash(&killed.path("runs/tiny/train/vae.safetensors")),
         expected,

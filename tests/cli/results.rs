@@ -85,20 +85,7 @@ fn tensorboard_events_survive_a_kill_and_resume_without_duplicate_steps() {
     let events = find_named(&p.path("cache"), EVENTS_FILE);
     assert_eq!(events.len(), 1, "{events:?}");
 
-    let resumed = p.ok(&[
-        "run",
-        "tiny.toml",
-        "--only",
-        "train",
-        "--threads",
-        "1",
-        "-v",
-    ]);
-    assert!(
-        resumed.all().contains("resuming from step"),
-        "{}",
-        resumed.all()
-    );
+    p.resume_train("tiny.toml");
     let train = p.path("runs/tiny/train");
     assert!(train.join(EVENTS_FILE).is_file());
     let manifest = json(&train.join("manifest.json"));

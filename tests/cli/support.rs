@@ -74,6 +74,14 @@ impl Project {
         r
     }
 
+    /// Reruns only `train` of `experiment` (one thread, verbose) after an interruption and
+    /// checks that it succeeded by resuming from a checkpoint rather than starting over.
+    pub fn resume_train(&self, experiment: &str) -> Run {
+        let r = self.ok(&["run", experiment, "--only", "train", "--threads", "1", "-v"]);
+        assert!(r.all().contains("resuming from step"), "{}", r.all());
+        r
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::null())
