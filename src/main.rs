@@ -27,8 +27,12 @@ enum Command {
     Model(vaepipe::cli::ModelCommand),
 }
 
+/// The `--version` text, built once: clap asks for `version` and `long_version` separately, and
+/// each build probes CUDA and reads /proc/self/maps. (clap builds it on every invocation, not
+/// only for `--version`; see issue 17's start-up item.)
 fn long_version() -> &'static str {
-    Box::leak(vaepipe::device::version_text().into_boxed_str())
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(vaepipe::device::version_text)
 }
 
 fn main() -> ExitCode {
