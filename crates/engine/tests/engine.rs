@@ -535,6 +535,26 @@ fn gc_deletes_only_unlinked_entries_and_refuses_a_non_cache() {
 }
 
 #[test]
+fn cache_verify_before_the_first_commit_is_a_clean_empty_result() {
+    // A run killed before it created `cache/`, or while it was creating it, leaves nothing to
+    // damage: verify must say so and exit 0 (a kill-at-random test verifies after each kill).
+    let p = Project::new();
+    let r = p.ok(&["cache", "verify"]);
+    assert!(
+        r.stdout.contains("yet: checked 0 entries, 0 damaged"),
+        "{}",
+        r.stdout
+    );
+    fs::create_dir_all(p.dir.join("cache")).unwrap();
+    let r = p.ok(&["cache", "verify"]);
+    assert!(r.stdout.contains("checked 0 entries, 0 damaged"), "{}", r.stdout);
+    // A directory with other files is still not taken for a cache.
+    fs::write(p.dir.join("cache/notes.txt"), "mine").unwrap();
+    let r = p.run(&["cache", "verify"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[test]
 fn cache_verify_names_tampered_and_truncated_entries() {
     let p = Project::new();
     p.file(

@@ -73,6 +73,15 @@ pub fn gc(args: GcArgs, global: &GlobalArgs) -> Result<(), CliError> {
 
 pub fn verify(global: &GlobalArgs) -> Result<(), CliError> {
     let dir = super::cache_dir(global, None);
+    // A run killed before its first commit (or never started) leaves no cache, or only the
+    // empty directory it was creating: nothing is damaged, so that is a clean result.
+    if never_written(&dir) {
+        println!(
+            "no cache at `{}` yet: checked 0 entries, 0 damaged",
+            dir.display()
+        );
+        return Ok(());
+    }
     let store = CacheStore::open_existing(&dir)?;
     let report = gc::verify(&store)?;
     for d in &report.damaged {
@@ -100,6 +109,16 @@ pub fn verify(global: &GlobalArgs) -> Result<(), CliError> {
             report.damaged.len(),
             if report.damaged.len() == 1 { "y" } else { "ies" }
         )))
+    }
+}
+
+/// True when `dir` does not exist or is an empty directory (what `CacheStore::open` leaves
+/// if it is stopped before writing the tag); anything else goes through `open_existing`,
+/// which refuses a directory that is not a cache.
+fn never_written(dir: &std::path::Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut listing) => listing.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }
 
