@@ -6,7 +6,8 @@ only, eps 1e-3, momentum 0.005, leaky ReLU 0.1), the TF-legacy bilinear resize a
 interpolation matrices, the frozen Inception-ResNet-v1 stem for the perceptual loss
 (originals under no_grad, inference-mode BN), KL averaged and reconstruction summed over the
 batch, and TensorFlow's Adam. Eager by default; `--compile` wraps the forward + loss in
-`torch.compile`. Prints one JSON line: {"mode", "batch", "threads", "steps_per_s"}.
+`torch.compile`. Prints one JSON line: {"mode", "batch", "depth", "threads", "steps_per_s", "vae_params"}
+(the trained parameters' element count, which vaepipe's tests compare with its own VAE).
 
 Run by vaepipe with the bootstrap's torch venv python; it needs nothing but torch.
 """
@@ -198,6 +199,7 @@ def main():
                 "depth": a.depth,
                 "threads": torch.get_num_threads(),
                 "steps_per_s": a.steps / elapsed,
+                "vae_params": sum(p.numel() for p in step.vae.parameters() if p.requires_grad),
             }
         )
     )

@@ -74,6 +74,8 @@ enum BenchTarget {
     Train,
     /// MTCNN alignment vs facenet-pytorch's MTCNN
     Align,
+    /// The data pipeline's decode + crop + resize, images/s per core
+    Decode,
 }
 
 struct Row {
@@ -92,6 +94,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 .weights
                 .unwrap_or_else(crate::models::mtcnn::default_weights_dir),
             baseline_python: args.baseline_python,
+        });
+    }
+    if let BenchTarget::Decode = args.what {
+        return super::bench_decode::run(super::bench_decode::DecodeBench {
+            repeat: args.steps.max(1),
+            threads: args.threads.unwrap_or(2),
         });
     }
     if let Some(t) = args.threads {

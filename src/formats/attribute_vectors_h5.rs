@@ -86,7 +86,7 @@ impl AttributeVectors {
     pub fn write(&self, path: &Path) -> Result<()> {
         self.check()?;
         let write = || -> hdf5::Result<()> {
-            let file = hdf5::File::create(path)?;
+            let file = super::h5_output::create(path)?;
             let (n, l, f) = (self.rows(), self.latent_size, self.fields.len());
             file.new_dataset::<f64>()
                 .shape([n, l])

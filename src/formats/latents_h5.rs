@@ -40,7 +40,7 @@ impl LatentSet {
             bail!("latent set is inconsistent: {n} rows, latent size {l}, {f} fields");
         }
         let write = || -> Result<()> {
-            let file = hdf5::File::create(path)?;
+            let file = super::h5_output::create(path)?;
             file.new_dataset::<f64>()
                 .shape([n, l])
                 .create("latent_vars")?

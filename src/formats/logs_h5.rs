@@ -45,7 +45,7 @@ impl LossHistory {
 
     pub fn write_h5(&self, path: &Path) -> Result<()> {
         let write = || -> hdf5::Result<()> {
-            let file = hdf5::File::create(path)?;
+            let file = super::h5_output::create(path)?;
             for (name, series) in [
                 ("total_loss", &self.total_loss),
                 ("reconstruction_loss", &self.reconstruction_loss),

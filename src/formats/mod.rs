@@ -5,6 +5,7 @@ pub mod attribute_vectors_h5;
 pub mod compare;
 pub mod face_net_spec;
 pub mod h5_input;
+pub mod h5_output;
 pub mod image_grid;
 pub mod latents_h5;
 pub mod logs_h5;

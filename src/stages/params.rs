@@ -110,3 +110,87 @@ mod tests {
         assert!(both[0].message.contains("GiB"), "{}", both[0].message);
     }
 }
+
+/// The sizes and schedule every training kind (`train-vae`, `train-facenet`) checks alike.
+pub struct TrainingBounds<'a> {
+    /// Counts that must be at least 1 (steps, batch, width, save interval, decay steps).
+    pub counts: &'a [(&'a str, usize)],
+    pub batch_size: usize,
+    pub input_image_size: usize,
+    /// The learning-rate param and its value (positive and finite).
+    pub learning_rate: (&'a str, f64),
+    /// The vector-width param (latent or embedding size), its value, and what it numbers.
+    pub width: (&'a str, usize, &'a str),
+}
+
+/// The issues of [`TrainingBounds`]: every count at least 1, a centre crop of at least 16 px,
+/// a positive learning rate, and the upper bounds of [`batch_bounds`] and the vector width.
+pub fn training_bounds(b: &TrainingBounds<'_>) -> Vec<vaepipe_engine::stage::ParamIssue> {
+    use vaepipe_engine::stage::ParamIssue;
+    let issue = |path: &str, message: String| ParamIssue {
+        path: path.into(),
+        message,
+        help: None,
+    };
+    let mut issues: Vec<ParamIssue> = b
+        .counts
+        .iter()
+        .filter(|(_, value)| *value == 0)
+        .map(|(path, _)| issue(path, format!("`{path}` must be at least 1")))
+        .collect();
+    if b.input_image_size < 16 {
+        issues.push(issue(
+            "input_image_size",
+            "the centre crop must be at least 16 px".into(),
+        ));
+    }
+    let (rate_path, rate) = b.learning_rate;
+    if !(rate > 0.0 && rate.is_finite()) {
+        issues.push(issue(rate_path, "must be a positive number".into()));
+    }
+    issues.extend(batch_bounds(
+        ("batch_size", b.batch_size as u64),
+        ("input_image_size", b.input_image_size as u64),
+    ));
+    let (width_path, width, what) = b.width;
+    issues.extend(at_most(
+        width_path,
+        width as u64,
+        limits::VECTOR_WIDTH,
+        what,
+    ));
+    issues
+}
+
+#[cfg(test)]
+mod training_bounds_tests {
+    use super::*;
+
+    fn bounds(counts: &[(&'static str, usize)], side: usize, rate: f64) -> Vec<String> {
+        training_bounds(&TrainingBounds {
+            counts,
+            batch_size: 8,
+            input_image_size: side,
+            learning_rate: ("learning_rate", rate),
+            width: ("latent_size", 20_000, "numbers a latent vector"),
+        })
+        .into_iter()
+        .map(|i| format!("{}: {}", i.path, i.message))
+        .collect()
+    }
+
+    #[test]
+    fn each_bound_names_its_param() {
+        let got = bounds(&[("max_steps", 0), ("save_every", 3)], 8, f64::NAN);
+        assert_eq!(
+            got,
+            [
+                "max_steps: `max_steps` must be at least 1",
+                "input_image_size: the centre crop must be at least 16 px",
+                "learning_rate: must be a positive number",
+                "latent_size: `latent_size` = 20000 is more than the 16384 allowed (numbers a latent vector)",
+            ]
+        );
+        assert_eq!(bounds(&[("max_steps", 1)], 16, 0.1).len(), 1);
+    }
+}

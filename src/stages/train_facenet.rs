@@ -183,38 +183,10 @@ impl Stage for TrainFacenet {
                 Some(format!("valid names: `{}`", END_POINTS.join("`, `"))),
             ));
         }
-        for (path, value) in [
-            ("max_steps", p.max_steps as usize),
-            ("batch_size", p.batch_size),
-            ("bottleneck_size", p.bottleneck_size),
-            ("save_every", p.save_every as usize),
-            (
-                "learning_rate_decay_steps",
-                p.learning_rate_decay_steps as usize,
-            ),
-        ] {
-            if value == 0 {
-                issues.push(issue(path, format!("`{path}` must be at least 1"), None));
-            }
-        }
         if p.batch_size == 1 {
             issues.push(issue(
                 "batch_size",
                 "training-mode BatchNorm needs at least 2 images a batch".into(),
-                None,
-            ));
-        }
-        if p.input_image_size < 16 {
-            issues.push(issue(
-                "input_image_size",
-                "the centre crop must be at least 16 px".into(),
-                None,
-            ));
-        }
-        if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
-            issues.push(issue(
-                "learning_rate",
-                "must be a positive number".into(),
                 None,
             ));
         }
@@ -232,16 +204,22 @@ impl Stage for TrainFacenet {
                 Some("1 disables dropout".into()),
             ));
         }
-        issues.extend(params::batch_bounds(
-            ("batch_size", p.batch_size as u64),
-            ("input_image_size", p.input_image_size as u64),
-        ));
-        issues.extend(params::at_most(
-            "bottleneck_size",
-            p.bottleneck_size as u64,
-            crate::limits::VECTOR_WIDTH,
-            "numbers an embedding",
-        ));
+        issues.extend(params::training_bounds(&params::TrainingBounds {
+            counts: &[
+                ("max_steps", p.max_steps as usize),
+                ("batch_size", p.batch_size),
+                ("bottleneck_size", p.bottleneck_size),
+                ("save_every", p.save_every as usize),
+                (
+                    "learning_rate_decay_steps",
+                    p.learning_rate_decay_steps as usize,
+                ),
+            ],
+            batch_size: p.batch_size,
+            input_image_size: p.input_image_size,
+            learning_rate: ("learning_rate", p.learning_rate),
+            width: ("bottleneck_size", p.bottleneck_size, "numbers an embedding"),
+        }));
         issues
     }
 

@@ -211,44 +211,22 @@ impl Stage for TrainVae {
                 }
             }
         }
-        for (path, value) in [
-            ("max_steps", p.max_steps as usize),
-            ("batch_size", p.batch_size),
-            ("latent_size", p.latent_size),
-            ("save_every", p.save_every as usize),
-            (
-                "learning_rate_decay_steps",
-                p.learning_rate_decay_steps as usize,
-            ),
-        ] {
-            if value == 0 {
-                issues.push(issue(path, format!("`{path}` must be at least 1"), None));
-            }
-        }
-        if p.input_image_size < 16 {
-            issues.push(issue(
-                "input_image_size",
-                "the centre crop must be at least 16 px".into(),
-                None,
-            ));
-        }
-        if !(p.initial_learning_rate > 0.0 && p.initial_learning_rate.is_finite()) {
-            issues.push(issue(
-                "initial_learning_rate",
-                "must be a positive number".into(),
-                None,
-            ));
-        }
-        issues.extend(params::batch_bounds(
-            ("batch_size", p.batch_size as u64),
-            ("input_image_size", p.input_image_size as u64),
-        ));
-        issues.extend(params::at_most(
-            "latent_size",
-            p.latent_size as u64,
-            crate::limits::VECTOR_WIDTH,
-            "numbers a latent vector",
-        ));
+        issues.extend(params::training_bounds(&params::TrainingBounds {
+            counts: &[
+                ("max_steps", p.max_steps as usize),
+                ("batch_size", p.batch_size),
+                ("latent_size", p.latent_size),
+                ("save_every", p.save_every as usize),
+                (
+                    "learning_rate_decay_steps",
+                    p.learning_rate_decay_steps as usize,
+                ),
+            ],
+            batch_size: p.batch_size,
+            input_image_size: p.input_image_size,
+            learning_rate: ("initial_learning_rate", p.initial_learning_rate),
+            width: ("latent_size", p.latent_size, "numbers a latent vector"),
+        }));
         issues
     }
 

@@ -6,6 +6,7 @@
 mod align;
 mod faults;
 mod fuzz;
+mod fuzz_bytes;
 mod golden_keys;
 mod gpu;
 mod hardening;
