@@ -1,11 +1,13 @@
 //! Fault tests for the cache's promises (issue 15): the tiny pipeline killed with SIGKILL at
-//! seeded moments spread over its run and rerun until it completes ends byte-identical to an
+//! seeded moments spread over its stages and rerun until it completes ends byte-identical to an
 //! uninterrupted run (CPU, one thread), with every committed entry intact after every kill;
 //! and two runs started together on one cache both succeed while each stage is computed once.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::support::{hash, Project};
@@ -38,6 +40,11 @@ fn artifact_hashes(p: &Project) -> BTreeMap<String, String> {
             let rel = path.strip_prefix(&root).unwrap().display().to_string();
             if path.is_dir() {
                 stack.push(path);
+            } else if rel.contains("events.out.tfevents") {
+                // TensorBoard's Event records carry a wall_time (a fixed 8-byte double): the
+                // same events give the same length, whenever they were written.
+                let size = std::fs::metadata(&path).unwrap().len();
+                out.insert(rel, format!("{size} bytes"));
             } else if !records_timing(&rel) {
                 out.insert(rel, hash(&path));
             }
@@ -90,59 +97,127 @@ fn committed_entries(p: &Project) -> usize {
     std::fs::read_dir(p.path("cache/entries")).map_or(0, |d| d.count())
 }
 
+/// The tiny pipeline's stages, in the order `--jobs 1` runs them.
+const STAGES: [&str; 6] = ["faces", "check", "train", "encode", "vectors", "render"];
+
+/// Which stage a log line says has started computing (a miss), if any.
+fn started(line: &str) -> Option<usize> {
+    STAGES
+        .iter()
+        .position(|s| line.contains(&format!("stage `{s}` started (miss")))
+}
+
+/// Spawns the run with its stderr read line by line on a thread (so the pipe never fills).
+fn spawn_logged(p: &Project) -> (Child, Receiver<String>) {
+    let mut child = p
+        .command(&RUN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
 #[test]
 fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
+    // The uninterrupted run, timing each stage from its start to the next one's (or the end).
     let whole = Project::new();
     whole.file("tiny.toml", &config());
-    let started = Instant::now();
-    whole.ok(&RUN);
-    let total = started.elapsed();
-    // A rerun with everything fresh: the start-up and planning every killed run pays again.
-    let started = Instant::now();
-    whole.ok(&RUN);
-    let overhead = started.elapsed();
+    let (mut child, lines) = spawn_logged(&whole);
+    let mut starts = Vec::new();
+    let mut log = Vec::new();
+    for line in lines.iter() {
+        if let Some(s) = started(&line) {
+            starts.push((s, Instant::now()));
+        }
+        log.push(line);
+    }
+    let status = child.wait().unwrap();
+    let end = Instant::now();
+    assert!(status.success(), "{}", log.join("\n"));
+    let order: Vec<usize> = starts.iter().map(|s| s.0).collect();
+    assert_eq!(order, [0, 1, 2, 3, 4, 5], "{}", log.join("\n"));
+    let durations: Vec<Duration> = (0..STAGES.len())
+        .map(|i| starts.get(i + 1).map_or(end, |n| n.1) - starts[i].1)
+        .collect();
     let expected = artifact_hashes(&whole);
     assert!(expected.len() > 50, "{} files", expected.len());
 
-    // Seven kill points spread over the uninterrupted run's duration (sorted fractions of it);
-    // each killed run gets the gap to the next point plus the start-up it repeats.
+    // Seven kill moments spread over the run: one or two in each stage, each at a seeded
+    // fraction of that stage's duration after the stage starts (or after a later stage
+    // starts, when a resumed run gets past it first; or as the next stage starts, when the
+    // stage ends sooner than it did). Progress, not wall time, places them, so a loaded
+    // machine moves the moments but not the stages they fall in.
     let killed = Project::new();
     killed.file("tiny.toml", &config());
     let mut state = 0x15_u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut points: Vec<f64> = (0..7)
-        .map(|_| 0.05 + (next(&mut state) % 900) as f64 / 1000.0)
+    let points: Vec<(usize, f64)> = (0..7)
+        .map(|i| (i * STAGES.len() / 7, 0.1 + (next(&mut state) % 800) as f64 / 1000.0))
         .collect();
-    points.sort_by(f64::total_cmp);
-    let (mut kills, mut previous) = (0, 0.0);
-    for (i, point) in points.iter().enumerate() {
-        let wait = overhead + total.mul_f64(point - previous);
-        previous = *point;
-        let mut child = killed
-            .command(&RUN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
+    let mut kills = 0;
+    let mut attempts = Vec::new();
+    for (i, &(stage, fraction)) in points.iter().enumerate() {
+        let (mut child, lines) = spawn_logged(&killed);
+        let mut kill_at: Option<Instant> = None;
+        let mut at_stage = stage;
+        let mut finished = false;
+        loop {
+            if kill_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
+            match lines.recv_timeout(Duration::from_millis(2)) {
+                Ok(line) => match (started(&line), kill_at) {
+                    (Some(s), None) if s >= stage => {
+                        at_stage = s;
+                        kill_at = Some(Instant::now() + durations[s].mul_f64(fraction));
+                    }
+                    // The stage finished sooner than in the uninterrupted run (a quieter
+                    // machine): kill as the next one begins, just after its commit.
+                    (Some(s), Some(_)) if s > at_stage => break,
+                    _ => {}
+                },
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    finished = true; // stderr closed: the run is exiting on its own
+                    break;
+                }
+            }
         }
-        if child.try_wait().unwrap().is_none() {
-            kills += 1;
-        }
+        kills += usize::from(!finished);
+        attempts.push(format!(
+            "{i}: {} at {:.0}% of `{}`",
+            if finished { "finished first" } else { "killed" },
+            fraction * 100.0,
+            if kill_at.is_some() {
+                STAGES[at_stage]
+            } else {
+                "(no stage started)"
+            }
+        ));
         child.kill().ok(); // SIGKILL
         child.wait().unwrap();
         let after = format!(
-            "after kill {i} at {:.0}% ({} entries committed)",
-            point * 100.0,
+            "after kill {i} at {:.0}% of `{}` ({} entries committed)",
+            fraction * 100.0,
+            STAGES[at_stage],
             committed_entries(&killed)
         );
         assert_nothing_half_committed(&killed, &after);
     }
     assert!(
         kills >= 5,
-        "only {kills} of the 7 runs were still going when killed"
+        "only {kills} of the 7 runs were still going when killed: {attempts:?}; stage durations {durations:?}"
     );
+    eprintln!("kill-at-random: {attempts:?}");
     killed.ok(&RUN);
     assert_nothing_half_committed(&killed, "after the finishing run");
     let got = artifact_hashes(&killed);
