@@ -254,7 +254,9 @@ mod tests {
         let script = write_script(dir.path()).unwrap();
         let out = Command::new(&python)
             .arg(&script)
-            .args(["--batch", "2", "--depth", "1", "--steps", "1", "--warmup", "0"])
+            .args([
+                "--batch", "2", "--depth", "1", "--steps", "1", "--warmup", "0",
+            ])
             .args(["--threads", "1"])
             .output()
             .unwrap();

@@ -23,10 +23,7 @@ const RUN: [&str; 6] = ["run", "tiny.toml", "--threads", "1", "--jobs", "1"];
 /// timings) rather than what it computed; every other output must be identical.
 fn records_timing(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    matches!(
-        name,
-        "manifest.json" | "metrics.jsonl" | "metrics.json"
-    ) || rel == "report.html"
+    matches!(name, "manifest.json" | "metrics.jsonl" | "metrics.json") || rel == "report.html"
 }
 
 /// Relative path → blake3 of every file under `runs/tiny` (following the entry links).
@@ -161,7 +158,12 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
     killed.file("tiny.toml", &config());
     let mut state = 0x15_u64.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let points: Vec<(usize, f64)> = (0..7)
-        .map(|i| (i * STAGES.len() / 7, 0.1 + (next(&mut state) % 800) as f64 / 1000.0))
+        .map(|i| {
+            (
+                i * STAGES.len() / 7,
+                0.1 + (next(&mut state) % 800) as f64 / 1000.0,
+            )
+        })
         .collect();
     let mut kills = 0;
     let mut attempts = Vec::new();

@@ -188,7 +188,10 @@ fn fuzz_file(
             Err(_) => {
                 let kept = file.with_extension("panicked");
                 std::fs::write(&kept, &input).unwrap();
-                panic!("{name}: the reader panicked on iteration {i} (seed {which}); input kept at {}", kept.display());
+                panic!(
+                    "{name}: the reader panicked on iteration {i} (seed {which}); input kept at {}",
+                    kept.display()
+                );
             }
         }
         assert!(
@@ -215,7 +218,10 @@ fn image_seeds() -> Vec<Vec<u8>> {
     for (img, format) in [
         (base.clone(), ImageFormat::Png),
         (DynamicImage::ImageRgb16(base.to_rgb16()), ImageFormat::Png),
-        (DynamicImage::ImageLumaA8(base.to_luma_alpha8()), ImageFormat::Png),
+        (
+            DynamicImage::ImageLumaA8(base.to_luma_alpha8()),
+            ImageFormat::Png,
+        ),
         (base.clone(), ImageFormat::Jpeg),
         (DynamicImage::ImageLuma8(base.to_luma8()), ImageFormat::Jpeg),
     ] {
@@ -365,11 +371,7 @@ fn manifests_and_lock_files_survive_seeded_mutations() {
         1 << 20,
         &tmp.path().join("faces.toml.lock"),
         (19, 2000, 1 << 20),
-        |path| {
-            LockFile::read(path)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        },
+        |path| LockFile::read(path).map(|_| ()).map_err(|e| e.to_string()),
     );
     assert!(t.accepted > 0 && t.rejected > 0, "{t:?}");
 }

@@ -547,7 +547,11 @@ fn cache_verify_before_the_first_commit_is_a_clean_empty_result() {
     );
     fs::create_dir_all(p.dir.join("cache")).unwrap();
     let r = p.ok(&["cache", "verify"]);
-    assert!(r.stdout.contains("checked 0 entries, 0 damaged"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("checked 0 entries, 0 damaged"),
+        "{}",
+        r.stdout
+    );
     // A directory with other files is still not taken for a cache.
     fs::write(p.dir.join("cache/notes.txt"), "mine").unwrap();
     let r = p.run(&["cache", "verify"]);
