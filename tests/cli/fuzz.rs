@@ -13,14 +13,14 @@ use std::time::Instant;
 use vaepipe_engine::config::{load_sweep_str, SourceFile};
 use vaepipe_facedata::celeba;
 
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
+/// xorshift64*: deterministic and dependency-free (also `fuzz_bytes.rs`'s).
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -28,7 +28,7 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {

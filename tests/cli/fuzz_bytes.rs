@@ -19,6 +19,8 @@ use std::time::Instant;
 
 use vaepipe_facedata::decode::{open_image, DecodeLimits};
 
+use crate::fuzz::Rng;
+
 /// The system allocator, recording the largest single request made by a thread while that
 /// thread is measuring (other tests in this binary run on other threads and are not counted).
 struct LargestAllocation;
@@ -71,30 +73,6 @@ fn largest_allocation_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let out = f();
     MEASURING.with(|m| m.set(false));
     (out, LARGEST.with(Cell::get))
-}
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
 }
 
 /// One mutated copy of `base`: 1–3 edits. Edits land anywhere, but half of them in the first
@@ -315,7 +293,7 @@ fn mtcnn_weight_import_survives_seeded_mutations_of_its_pt_files() {
         &[seed],
         4096,
         &dir.join("pnet.pt"),
-        (17, 150, cap),
+        (17, 80, cap),
         |path| {
             let dir = path.parent().unwrap();
             let tensors = mtcnn::read_weights(dir).map_err(|e| e.to_string())?;
