@@ -14,9 +14,14 @@ use std::path::Path;
 
 /// `hdf5::File::create(path)` without object times.
 pub fn create(path: &Path) -> hdf5::Result<hdf5::File> {
-    hdf5::File::with_options()
-        .with_fcpl(|p| p.obj_track_times(false))
-        .create(path)
+    untimed().create(path)
+}
+
+/// The file options [`create`] uses: object time tracking off for the root group.
+fn untimed() -> hdf5::FileBuilder {
+    let mut builder = hdf5::File::with_options();
+    builder.with_fcpl(|p| p.obj_track_times(false));
+    builder
 }
 
 #[cfg(test)]
@@ -25,7 +30,10 @@ mod tests {
     use super::*;
 
     fn write(path: &Path) {
-        let file = create(path).unwrap();
+        write_file(create(path).unwrap());
+    }
+
+    fn write_file(file: hdf5::File) {
         file.new_dataset::<f32>()
             .shape([3])
             .create("x")
@@ -44,6 +52,30 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         write(&b);
         assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    }
+
+    #[test]
+    fn in_hdf5_2s_default_format_two_writes_are_byte_identical_only_without_times() {
+        // HDF5 2.x writes the v18 format by default; asking any HDF5 for it reproduces that
+        // build's root-group header here. Written twice a second apart: the plain file
+        // differs (its header holds times), and the file `create` makes does not.
+        let dir = tempfile::tempdir().unwrap();
+        let twice = |name: &str, mut builder: hdf5::FileBuilder| {
+            builder.with_fapl(|p| p.libver_v18());
+            let (a, b) = (
+                dir.path().join(format!("{name}-a.h5")),
+                dir.path().join(format!("{name}-b.h5")),
+            );
+            write_file(builder.create(&a).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            write_file(builder.create(&b).unwrap());
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+        };
+        assert!(
+            !twice("plain", hdf5::File::with_options()),
+            "the v18 header held no times"
+        );
+        assert!(twice("untimed", untimed()));
     }
 
     #[test]
