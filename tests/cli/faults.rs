@@ -1,7 +1,8 @@
 //! Fault tests for the cache's promises (issue 15): the tiny pipeline killed with SIGKILL at
-//! seeded moments spread over its stages and rerun until it completes ends byte-identical to an
-//! uninterrupted run (CPU, one thread), with every committed entry intact after every kill;
-//! and two runs started together on one cache both succeed while each stage is computed once.
+//! seeded moments (one in start-up, seven spread over its stages) and rerun until it completes
+//! ends byte-identical to an uninterrupted run (CPU, one thread), with every committed entry
+//! intact and `cache verify` clean after every kill; and two runs started together on one
+//! cache both succeed while each stage is computed once.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -129,6 +130,7 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
     // The uninterrupted run, timing each stage from its start to the next one's (or the end).
     let whole = Project::new();
     whole.file("tiny.toml", &config());
+    let spawned = Instant::now();
     let (mut child, lines) = spawn_logged(&whole);
     let mut starts = Vec::new();
     let mut log = Vec::new();
@@ -146,10 +148,11 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
     let durations: Vec<Duration> = (0..STAGES.len())
         .map(|i| starts.get(i + 1).map_or(end, |n| n.1) - starts[i].1)
         .collect();
+    let start_up = starts[0].1 - spawned;
     let expected = artifact_hashes(&whole);
     assert!(expected.len() > 50, "{} files", expected.len());
 
-    // Seven kill moments spread over the run: one or two in each stage, each at a seeded
+    // Then seven kill moments spread over the run: one or two in each stage, each at a seeded
     // fraction of that stage's duration after the stage starts (or after a later stage
     // starts, when a resumed run gets past it first; or as the next stage starts, when the
     // stage ends sooner than it did). Progress, not wall time, places them, so a loaded
@@ -165,8 +168,16 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
             )
         })
         .collect();
-    let mut kills = 0;
-    let mut attempts = Vec::new();
+    // First a kill during start-up (before or just after `cache/` exists): `cache verify` must
+    // call that a clean, empty cache.
+    let fraction = 0.1 + (next(&mut state) % 800) as f64 / 1000.0;
+    let (mut child, _lines) = spawn_logged(&killed);
+    std::thread::sleep(start_up.mul_f64(fraction));
+    let mut kills = usize::from(child.try_wait().unwrap().is_none());
+    child.kill().ok(); // SIGKILL
+    child.wait().unwrap();
+    let mut attempts = vec![format!("start-up: killed at {:.0}%", fraction * 100.0)];
+    assert_nothing_half_committed(&killed, "after a kill during start-up");
     for (i, &(stage, fraction)) in points.iter().enumerate() {
         let (mut child, lines) = spawn_logged(&killed);
         let mut kill_at: Option<Instant> = None;
@@ -216,8 +227,8 @@ fn killed_at_random_moments_then_finished_equals_an_uninterrupted_run() {
         assert_nothing_half_committed(&killed, &after);
     }
     assert!(
-        kills >= 5,
-        "only {kills} of the 7 runs were still going when killed: {attempts:?}; stage durations {durations:?}"
+        kills >= 6,
+        "only {kills} of the 8 runs were still going when killed: {attempts:?}; stage durations {durations:?}"
     );
     eprintln!("kill-at-random: {attempts:?}");
     killed.ok(&RUN);
