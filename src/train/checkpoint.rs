@@ -71,6 +71,18 @@ impl Checkpoints {
         adam: &TfAdam,
         state: &TrainState<H>,
     ) -> Result<PathBuf> {
+        self.save_dropping(vs, adam, state, |_| false)
+    }
+
+    /// [`Checkpoints::save`], then removes the older checkpoints whose step `drop` picks
+    /// (before keeping the newest [`KEEP`], so they never push out one that should stay).
+    pub fn save_dropping<H: Serialize>(
+        &self,
+        vs: &VarStore,
+        adam: &TfAdam,
+        state: &TrainState<H>,
+        drop: impl Fn(u64) -> bool,
+    ) -> Result<PathBuf> {
         let final_dir = self.step_dir(state.step);
         let tmp = self.dir.join(format!(".tmp-step-{:06}", state.step));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -86,6 +98,11 @@ impl Checkpoints {
         let _ = std::fs::remove_dir_all(&final_dir);
         std::fs::rename(&tmp, &final_dir)
             .with_context(|| format!("failed to commit checkpoint {}", final_dir.display()))?;
+        for (step, old) in self.list() {
+            if step != state.step && drop(step) {
+                std::fs::remove_dir_all(&old)?;
+            }
+        }
         for (_, old) in self.list().iter().rev().skip(KEEP) {
             let _ = std::fs::remove_dir_all(old);
         }

@@ -15,3 +15,4 @@ mod root_layers;
 mod support;
 mod tidy;
 mod toolchain;
+mod warm_start;
