@@ -302,7 +302,10 @@ fn warm_start_from_entry(
     let from = entry.join("checkpoints");
     let last = from.join(format!("step-{budget:06}"));
     if !last.join("state.json").is_file() {
-        bail!("the entry has no checkpoint of its last step ({})", last.display());
+        bail!(
+            "the entry has no checkpoint of its last step ({})",
+            last.display()
+        );
     }
     let checkpoints = partial_dir.join("checkpoints");
     for dir in std::fs::read_dir(&from)? {

@@ -129,3 +129,51 @@ impl Checkpoints {
         load().with_context(|| format!("failed to resume from checkpoint {}", dir.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::adam::AdamConfig;
+
+    fn steps(c: &Checkpoints) -> Vec<u64> {
+        c.list().into_iter().map(|(s, _)| s).collect()
+    }
+
+    /// A warm start from an off-schedule step 5 (every 2) must end with the checkpoints of an
+    /// uninterrupted run: 5 goes at the next save, before the newest `KEEP` are chosen.
+    #[test]
+    fn dropped_checkpoints_never_push_out_one_that_should_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _w = vs.root().zeros("w", &[2]);
+        let adam = TfAdam::new(&vs, AdamConfig::default());
+        let c = Checkpoints::new(dir.path().join("c"));
+        for step in [2, 4, 5] {
+            c.save(&vs, &adam, &TrainState { step, history: () })
+                .unwrap();
+        }
+        assert_eq!(steps(&c), [2, 4, 5]);
+        let off_schedule = |s: u64| s < 6 && s % 2 != 0;
+        c.save_dropping(
+            &vs,
+            &adam,
+            &TrainState {
+                step: 6,
+                history: (),
+            },
+            off_schedule,
+        )
+        .unwrap();
+        assert_eq!(steps(&c), [2, 4, 6], "what 2, 4, 6 from scratch keep");
+        c.save(
+            &vs,
+            &adam,
+            &TrainState {
+                step: 8,
+                history: (),
+            },
+        )
+        .unwrap();
+        assert_eq!(steps(&c), [4, 6, 8]);
+    }
+}

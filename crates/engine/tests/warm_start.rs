@@ -89,7 +89,11 @@ fn an_extended_run_continues_the_shorter_entry_and_equals_a_run_from_scratch() {
     assert_eq!(m["notes"]["resumed_from"], 4);
 
     let (scratch_value, scratch_key) = from_scratch(&exp(12, ""));
-    assert_eq!(key(&p), scratch_key, "the result is filed under the from-scratch key");
+    assert_eq!(
+        key(&p),
+        scratch_key,
+        "the result is filed under the from-scratch key"
+    );
     assert_eq!(value(&p), scratch_value, "and has its bits");
 
     // `verify` recomputes the warm-started entry from scratch (all 12 steps) and compares.
@@ -200,7 +204,10 @@ fn a_kill_during_a_warm_started_run_leaves_no_entry_and_the_rerun_resumes() {
     child.kill().unwrap();
     child.wait().unwrap();
     let done = computed(&p) - 4;
-    assert!((10..196).contains(&done), "killed mid-run after {done} steps");
+    assert!(
+        (10..196).contains(&done),
+        "killed mid-run after {done} steps"
+    );
     assert_eq!(key(&p), short, "the link still shows the short entry");
     let entries = fs::read_dir(p.dir.join("cache/entries")).unwrap().count();
     assert_eq!(entries, 1, "a killed run leaves no entry");
@@ -213,10 +220,17 @@ fn a_kill_during_a_warm_started_run_leaves_no_entry_and_the_rerun_resumes() {
     );
     assert!(r.stderr.contains("resuming from step"), "{}", r.stderr);
     let m = manifest(&entry(&p));
-    assert_eq!(m["warm_start_from"]["key"], short.as_str(), "still recorded");
+    assert_eq!(
+        m["warm_start_from"]["key"],
+        short.as_str(),
+        "still recorded"
+    );
     assert_eq!(value(&p), from_scratch(&exp(200, "")).0);
     assert!(
-        !p.dir.join("cache/partial").join(format!("{}.warm.json", key(&p))).exists(),
+        !p.dir
+            .join("cache/partial")
+            .join(format!("{}.warm.json", key(&p)))
+            .exists(),
         "the marker goes with the commit"
     );
 }

@@ -361,7 +361,9 @@ impl Stage for Extend {
         for step in start + 1..=p.steps {
             cx.check_cancelled()?;
             std::thread::sleep(Duration::from_millis(p.step_ms));
-            value = (value ^ step).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+            value = (value ^ step)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(17);
             let tmp = cx.partial_dir().join("state.tmp");
             std::fs::write(&tmp, format!("{step} {value}"))?;
             std::fs::rename(&tmp, &state)?;

@@ -273,7 +273,10 @@ fn make_owner_writable(dir: &Path) -> io::Result<()> {
 
 /// Where a seeded, uncommitted run records its source.
 pub(crate) fn marker_path(store: &CacheStore, key: &StageKey) -> PathBuf {
-    store.root().join("partial").join(format!("{key}.warm.json"))
+    store
+        .root()
+        .join("partial")
+        .join(format!("{key}.warm.json"))
 }
 
 pub(crate) fn write_marker(
@@ -323,7 +326,10 @@ mod tests {
         assert_ne!(a.key, c.key, "another lr is another family");
         assert_ne!(short.key(), long.key(), "the keys still differ");
         // The budget param's name is part of the family: `lr` as the budget is another one.
-        assert!(family_of(&short, "lr").is_none(), "0.5 is not an unsigned integer");
+        assert!(
+            family_of(&short, "lr").is_none(),
+            "0.5 is not an unsigned integer"
+        );
         assert!(family_of(&short, "missing").is_none());
     }
 
@@ -332,10 +338,37 @@ mod tests {
         let dir = crate::cache::store::test_dir();
         let store = CacheStore::open(dir.path()).unwrap();
         let f = family_of(&preimage(serde_json::json!({"steps": 9})), "steps").unwrap();
-        let (k1, k2) = (preimage(serde_json::json!({"steps": 1})).key(), preimage(serde_json::json!({"steps": 3})).key());
-        record(&store, &FamilyRecord { budget: 1, ..f.clone() }, &k1).unwrap();
-        record(&store, &FamilyRecord { budget: 3, ..f.clone() }, &k2).unwrap();
-        record(&store, &FamilyRecord { budget: 3, ..f.clone() }, &k2).unwrap();
+        let (k1, k2) = (
+            preimage(serde_json::json!({"steps": 1})).key(),
+            preimage(serde_json::json!({"steps": 3})).key(),
+        );
+        record(
+            &store,
+            &FamilyRecord {
+                budget: 1,
+                ..f.clone()
+            },
+            &k1,
+        )
+        .unwrap();
+        record(
+            &store,
+            &FamilyRecord {
+                budget: 3,
+                ..f.clone()
+            },
+            &k2,
+        )
+        .unwrap();
+        record(
+            &store,
+            &FamilyRecord {
+                budget: 3,
+                ..f.clone()
+            },
+            &k2,
+        )
+        .unwrap();
         let path = index_path(&store, &f.key);
         let mut text = fs::read_to_string(&path).unwrap();
         text.push_str("7\tnot-a-key\n12\t");

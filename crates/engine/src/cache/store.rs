@@ -263,7 +263,10 @@ impl CacheStore {
         Ok(EntryReadLock { _file: file })
     }
 
-    pub(crate) fn try_read_lock(&self, key: &StageKey) -> Result<Option<EntryReadLock>, StoreError> {
+    pub(crate) fn try_read_lock(
+        &self,
+        key: &StageKey,
+    ) -> Result<Option<EntryReadLock>, StoreError> {
         let file = self.lock_file(key)?;
         match file.try_lock_shared() {
             Ok(()) => Ok(Some(EntryReadLock { _file: file })),
