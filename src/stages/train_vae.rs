@@ -323,7 +323,7 @@ fn warm_start_from_entry(
     }
     let work = partial_dir.join("work");
     std::fs::create_dir_all(&work)?;
-    let off_schedule = budget % p.save_every.max(1) != 0;
+    let off_schedule = !budget.is_multiple_of(p.save_every.max(1));
     let last_grids = [
         format!("reconstructed_{budget:06}.png"),
         format!("original_{budget:06}.png"),
@@ -684,7 +684,7 @@ impl<'p> Trainer<'p> {
                 step,
                 history: self.history.clone(),
             },
-            |old| old < step && old % every != 0,
+            |old| old < step && !old.is_multiple_of(every),
         )?;
         Ok(())
     }

@@ -153,7 +153,7 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(steps(&c), [2, 4, 5]);
-        let off_schedule = |s: u64| s < 6 && s % 2 != 0;
+        let off_schedule = |s: u64| s < 6 && !s.is_multiple_of(2);
         c.save_dropping(
             &vs,
             &adam,
