@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::gpu::losses;
 use crate::pipeline::TINY;
 use crate::support::Project;
 
@@ -53,21 +54,6 @@ fn outputs(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `metrics.jsonl` without its timings: what each step computed.
-fn losses(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("data_wait_ms");
-            o.remove("step_ms");
-            v
-        })
-        .collect()
-}
-
 #[test]
 fn train_vae_continued_from_4_to_12_steps_equals_12_steps_from_scratch() {
     let p = Project::new();
@@ -110,7 +96,7 @@ fn train_vae_continued_from_4_to_12_steps_equals_12_steps_from_scratch() {
         "the short run's off-schedule grids are not carried over"
     );
     assert_eq!(got, want, "every output has the from-scratch bits");
-    assert_eq!(losses(&warm), losses(&train(&scratch)));
+    assert_eq!(losses(&p), losses(&scratch), "every step's losses");
 
     // `verify` trains the entry again from scratch: only the timed files differ.
     p.ok(&["lock", "tiny.toml"]);

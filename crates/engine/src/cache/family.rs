@@ -342,33 +342,17 @@ mod tests {
             preimage(serde_json::json!({"steps": 1})).key(),
             preimage(serde_json::json!({"steps": 3})).key(),
         );
-        record(
-            &store,
-            &FamilyRecord {
-                budget: 1,
-                ..f.clone()
-            },
-            &k1,
-        )
-        .unwrap();
-        record(
-            &store,
-            &FamilyRecord {
-                budget: 3,
-                ..f.clone()
-            },
-            &k2,
-        )
-        .unwrap();
-        record(
-            &store,
-            &FamilyRecord {
-                budget: 3,
-                ..f.clone()
-            },
-            &k2,
-        )
-        .unwrap();
+        for (budget, key) in [(1, &k1), (3, &k2), (3, &k2)] {
+            record(
+                &store,
+                &FamilyRecord {
+                    budget,
+                    ..f.clone()
+                },
+                key,
+            )
+            .unwrap();
+        }
         let path = index_path(&store, &f.key);
         let mut text = fs::read_to_string(&path).unwrap();
         text.push_str("7\tnot-a-key\n12\t");
