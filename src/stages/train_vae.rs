@@ -234,9 +234,90 @@ impl Stage for TrainVae {
         true
     }
 
+    /// `max_steps` only ends the loop: the learning rate is a staircase over the step and
+    /// `learning_rate_decay_steps`, the data order and the noise are functions of (seed, step),
+    /// and a save (the extra one at the last step included) computes nothing. So 400 steps
+    /// continued to 1,200 are the bits of 1,200 from scratch (CPU, same threads).
+    fn extendable_budget(_: &Self::Params) -> Option<&'static str> {
+        Some("max_steps")
+    }
+
+    fn warm_start(
+        p: &Self::Params,
+        source: &vaepipe_engine::WarmSource<'_>,
+        partial_dir: &Path,
+    ) -> Result<()> {
+        warm_start_from_entry(p, source.dir, source.budget, partial_dir)
+    }
+
     fn run(p: &Self::Params, cx: &mut StageCx<'_>) -> Result<()> {
         Trainer::new(p, cx)?.train(cx)
     }
+}
+
+/// What `finish` writes from the final state rather than moving from the work dir: a warm start
+/// leaves them behind (the continued run writes its own).
+const FINAL_ONLY: [&str; 5] = [
+    VaeSpec::WEIGHTS,
+    VaeSpec::SPEC,
+    "logs.h5",
+    "loss_curve.png",
+    "metrics.json",
+];
+
+/// Lays out `partial_dir` as a run killed right after step `budget` would have left it: the
+/// entry's checkpoints (the newest is step `budget`, with the optimizer state and the loss
+/// history) and its work files (grids, `metrics.jsonl`, the TensorBoard file). The grids of
+/// step `budget` are left out when it is off the `save_every` schedule, and the off-schedule
+/// checkpoint is dropped at the next save (`Trainer::checkpoint`), so the continued entry has
+/// the from-scratch run's files.
+fn warm_start_from_entry(
+    p: &TrainVaeParams,
+    entry: &Path,
+    budget: u64,
+    partial_dir: &Path,
+) -> Result<()> {
+    let from = entry.join("checkpoints");
+    let last = from.join(format!("step-{budget:06}"));
+    if !last.join("state.json").is_file() {
+        bail!(
+            "the entry has no checkpoint of its last step ({})",
+            last.display()
+        );
+    }
+    let checkpoints = partial_dir.join("checkpoints");
+    for dir in std::fs::read_dir(&from)? {
+        let dir = dir?.path();
+        if let Some(name) = dir.file_name() {
+            let to = checkpoints.join(name);
+            std::fs::create_dir_all(&to)?;
+            for file in std::fs::read_dir(&dir)? {
+                let file = file?.path();
+                if let Some(file_name) = file.file_name() {
+                    std::fs::copy(&file, to.join(file_name))?;
+                }
+            }
+        }
+    }
+    let work = partial_dir.join("work");
+    std::fs::create_dir_all(&work)?;
+    let off_schedule = !budget.is_multiple_of(p.save_every.max(1));
+    let last_grids = [
+        format!("reconstructed_{budget:06}.png"),
+        format!("original_{budget:06}.png"),
+    ];
+    for file in std::fs::read_dir(entry)? {
+        let file = file?;
+        let name = file.file_name().to_string_lossy().into_owned();
+        let skip = !file.file_type()?.is_file()
+            || name == vaepipe_engine::cache::manifest::MANIFEST_FILE
+            || FINAL_ONLY.contains(&name.as_str())
+            || (off_schedule && last_grids.contains(&name));
+        if !skip {
+            std::fs::copy(file.path(), work.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 /// When the weights come from `train-facenet` (a `face_net.json` beside them): a
@@ -570,13 +651,18 @@ impl<'p> Trainer<'p> {
         if step == 0 {
             return Ok(());
         }
-        self.checkpoints.save(
+        // An older checkpoint off the `save_every` schedule (a Ctrl-C's, or the last step of
+        // the entry a warm start continued) has served its resume once a newer one exists;
+        // dropped, the run keeps the checkpoints an uninterrupted run keeps.
+        let every = self.runner.p.save_every.max(1);
+        self.checkpoints.save_dropping(
             &self.runner.vs,
             &self.runner.adam,
             &TrainState {
                 step,
                 history: self.history.clone(),
             },
+            |old| old < step && !old.is_multiple_of(every),
         )?;
         Ok(())
     }

@@ -71,6 +71,18 @@ impl Checkpoints {
         adam: &TfAdam,
         state: &TrainState<H>,
     ) -> Result<PathBuf> {
+        self.save_dropping(vs, adam, state, |_| false)
+    }
+
+    /// [`Checkpoints::save`], then removes the older checkpoints whose step `drop` picks
+    /// (before keeping the newest [`KEEP`], so they never push out one that should stay).
+    pub fn save_dropping<H: Serialize>(
+        &self,
+        vs: &VarStore,
+        adam: &TfAdam,
+        state: &TrainState<H>,
+        drop: impl Fn(u64) -> bool,
+    ) -> Result<PathBuf> {
         let final_dir = self.step_dir(state.step);
         let tmp = self.dir.join(format!(".tmp-step-{:06}", state.step));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -86,6 +98,11 @@ impl Checkpoints {
         let _ = std::fs::remove_dir_all(&final_dir);
         std::fs::rename(&tmp, &final_dir)
             .with_context(|| format!("failed to commit checkpoint {}", final_dir.display()))?;
+        for (step, old) in self.list() {
+            if step != state.step && drop(step) {
+                std::fs::remove_dir_all(&old)?;
+            }
+        }
         for (_, old) in self.list().iter().rev().skip(KEEP) {
             let _ = std::fs::remove_dir_all(old);
         }
@@ -110,5 +127,53 @@ impl Checkpoints {
             Ok(state)
         };
         load().with_context(|| format!("failed to resume from checkpoint {}", dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::adam::AdamConfig;
+
+    fn steps(c: &Checkpoints) -> Vec<u64> {
+        c.list().into_iter().map(|(s, _)| s).collect()
+    }
+
+    /// A warm start from an off-schedule step 5 (every 2) must end with the checkpoints of an
+    /// uninterrupted run: 5 goes at the next save, before the newest `KEEP` are chosen.
+    #[test]
+    fn dropped_checkpoints_never_push_out_one_that_should_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let vs = VarStore::new(tch::Device::Cpu);
+        let _w = vs.root().zeros("w", &[2]);
+        let adam = TfAdam::new(&vs, AdamConfig::default());
+        let c = Checkpoints::new(dir.path().join("c"));
+        for step in [2, 4, 5] {
+            c.save(&vs, &adam, &TrainState { step, history: () })
+                .unwrap();
+        }
+        assert_eq!(steps(&c), [2, 4, 5]);
+        let off_schedule = |s: u64| s < 6 && !s.is_multiple_of(2);
+        c.save_dropping(
+            &vs,
+            &adam,
+            &TrainState {
+                step: 6,
+                history: (),
+            },
+            off_schedule,
+        )
+        .unwrap();
+        assert_eq!(steps(&c), [2, 4, 6], "what 2, 4, 6 from scratch keep");
+        c.save(
+            &vs,
+            &adam,
+            &TrainState {
+                step: 8,
+                history: (),
+            },
+        )
+        .unwrap();
+        assert_eq!(steps(&c), [4, 6, 8]);
     }
 }

@@ -89,7 +89,7 @@ fn precision_changes_keys_only_when_it_is_not_fp32() {
 }
 
 /// The metrics lines without their timings.
-fn losses(p: &Project) -> Vec<serde_json::Value> {
+pub(crate) fn losses(p: &Project) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(p.path("runs/tiny/train/metrics.jsonl")).unwrap();
     text.lines()
         .map(|l| {

@@ -16,3 +16,4 @@ mod root_layers;
 mod support;
 mod tidy;
 mod toolchain;
+mod warm_start;

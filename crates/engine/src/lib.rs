@@ -30,4 +30,4 @@ pub mod stage;
 pub use cli::{execute, exit_code, init_logging, EngineCommand, GlobalArgs, Hooks, SweepHook};
 pub use registry::{ErasedKind, Registry, ResolvedParams};
 pub use report::{SweepSummary, VariantSummary};
-pub use stage::{ParamIssue, Role, RunOptions, Stage, StageCx, StageParams};
+pub use stage::{ParamIssue, Role, RunOptions, Stage, StageCx, StageParams, WarmSource};

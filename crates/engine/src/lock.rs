@@ -527,8 +527,12 @@ pub fn verify(
     let mut out = Vec::new();
     for (id, _, name, node) in chosen {
         let ps = &plan.plan.stages[*node];
+        // The recomputation reads its upstream entries from the real cache (its inputs point
+        // there): held under shared locks, so `gc` leaves them while it runs.
+        let mut _reading_upstream = Vec::new();
         for dep in &ps.deps {
             let up = &plan.plan.stages[*dep];
+            _reading_upstream.push(store.read_lock(&up.key)?);
             if store.get(&up.key).is_none() {
                 return Err(LockError::UpstreamMissing {
                     stage: id.clone(),
@@ -545,6 +549,8 @@ pub fn verify(
         let mut single = ps.clone();
         single.forced = true;
         single.deps = Vec::new();
+        // Checked and locked above, in the real cache; the scratch cache has no upstream.
+        single.upstream = BTreeMap::new();
         single.links = Vec::new();
         single.name = name.clone();
         let one = Plan {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::stage::{ParamIssue, Role, Stage, StageCx};
+use crate::stage::{ParamIssue, Role, Stage, StageCx, WarmSource};
 
 /// A kind's params after deserialisation: the typed value (opaque to the engine) and its
 /// canonical JSON form (what is hashed into the key and shown in `plan`).
@@ -44,6 +44,15 @@ pub trait ErasedKind: Send + Sync {
     fn validate(&self, params: &ResolvedParams) -> Vec<ParamIssue>;
     fn uses_accelerator(&self, params: &ResolvedParams) -> bool;
     fn run(&self, params: &ResolvedParams, cx: &mut StageCx<'_>) -> anyhow::Result<()>;
+    /// [`Stage::extendable_budget`].
+    fn extendable_budget(&self, params: &ResolvedParams) -> Option<&'static str>;
+    /// [`Stage::warm_start`].
+    fn warm_start(
+        &self,
+        params: &ResolvedParams,
+        source: &WarmSource<'_>,
+        partial_dir: &std::path::Path,
+    ) -> anyhow::Result<()>;
 }
 
 /// Adapts one `Stage` implementation to [`ErasedKind`].
@@ -114,6 +123,17 @@ impl<S: Stage> ErasedKind for KindAdapter<S> {
     }
     fn run(&self, params: &ResolvedParams, cx: &mut StageCx<'_>) -> anyhow::Result<()> {
         S::run(Self::typed(params)?, cx)
+    }
+    fn extendable_budget(&self, params: &ResolvedParams) -> Option<&'static str> {
+        Self::typed(params).ok().and_then(S::extendable_budget)
+    }
+    fn warm_start(
+        &self,
+        params: &ResolvedParams,
+        source: &WarmSource<'_>,
+        partial_dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        S::warm_start(Self::typed(params)?, source, partial_dir)
     }
 }
 

@@ -20,6 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::cache::dirty::{self, DirtyReason};
+use crate::cache::family::{self, FamilyRecord, SourceCheck, WarmStartRecord};
 use crate::cache::fingerprint::{self, InputFingerprint};
 use crate::cache::key::{InputRef, KeyPreimage, StageKey, UpstreamRef, KEY_FORMAT};
 use crate::cache::manifest::{rfc3339, InputRecord, Manifest, UpstreamRecord, MANIFEST_FORMAT};
@@ -74,6 +75,11 @@ pub struct PlannedStage {
     /// The `runs/` links made to the entry, relative to the runs dir
     /// (`<experiment>/<stage>`, `<experiment>/<variant>/<stage>`).
     pub links: Vec<PathBuf>,
+    /// For a kind with an extendable budget: the key's family (`cache::family`).
+    pub family: Option<FamilyRecord>,
+    /// The entry a dirty stage will continue, as far as planning can tell (the run looks
+    /// again, and re-hashes the entry, before it uses it).
+    pub warm_start: Option<WarmStartRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +169,7 @@ pub fn plan_sweep(
                     node.links.extend(link);
                     if ps.forced && !node.forced {
                         node.forced = true;
+                        node.warm_start = None;
                         node.freshness = Freshness::Dirty(vec![DirtyReason::Forced]);
                     }
                     m
@@ -331,6 +338,10 @@ fn plan_variant(
             inputs: input_refs,
         };
         let key = preimage.key();
+        let family = spec
+            .kind
+            .extendable_budget(&spec.params)
+            .and_then(|param| family::family_of(&preimage, param));
         keys.insert(i, key.clone());
         if !selected.contains(&i) {
             continue;
@@ -360,6 +371,10 @@ fn plan_variant(
                 None => vec![DirtyReason::NeverRun],
             })
         };
+        let warm_start = match (&freshness, &family) {
+            (Freshness::Dirty(_), Some(f)) => planned_warm_start(store, &key, f, is_forced, exp),
+            _ => None,
+        };
         let deps = graph
             .upstream(i)
             .into_iter()
@@ -382,12 +397,75 @@ fn plan_variant(
             variant,
             users: vec![(variant, spec.name.clone())],
             links: vec![exp.runs_subdir().join(&spec.name)],
+            family,
+            warm_start,
         });
     }
     Ok(Plan {
         experiment: exp.name.clone(),
         stages,
     })
+}
+
+/// What a dirty extendable stage will continue: the source its partial dir was seeded from
+/// when it holds a killed run's work, else its family's best lower-budget entry (unless
+/// forced, or `warm_start = false`).
+fn planned_warm_start(
+    store: &CacheStore,
+    key: &StageKey,
+    family: &FamilyRecord,
+    forced: bool,
+    exp: &Experiment,
+) -> Option<WarmStartRecord> {
+    if family::has_files(&store.partial_dir(key)) {
+        return family::read_marker(store, key);
+    }
+    if forced || !exp.warm_start {
+        return None;
+    }
+    family::find_source(store, family, SourceCheck::Stat).map(|c| c.record)
+}
+
+/// At run time, under the key's lock: seeds the (empty) partial dir from the family's best
+/// lower-budget entry, re-hashed first, through the kind's `warm_start`. Returns what the
+/// manifest records; `None` runs from scratch (or resumes what the partial dir holds).
+fn warm_start(
+    exp: &Experiment,
+    ps: &PlannedStage,
+    store: &CacheStore,
+    partial_dir: &Path,
+    on_event: &(dyn Fn(&Event) + Sync),
+) -> Option<WarmStartRecord> {
+    let family = ps.family.as_ref()?;
+    if family::has_files(partial_dir) {
+        return family::read_marker(store, &ps.key);
+    }
+    if ps.forced || !exp.warm_start {
+        return None;
+    }
+    let source = family::find_source(store, family, SourceCheck::Rehash)?;
+    let spec = &exp.stages[ps.index];
+    let seeded = family::seed_partial(store, &ps.key, &source.record, |dir| {
+        let from = crate::stage::WarmSource {
+            dir: &source.artifact.dir,
+            budget: source.record.budget,
+        };
+        spec.kind.warm_start(&spec.params, &from, dir)
+    });
+    if let Err(e) = seeded {
+        tracing::warn!(
+            "stage `{}`: cannot warm-start from {}… ({e:#}); it runs from scratch",
+            ps.name,
+            source.record.key.short()
+        );
+        return None;
+    }
+    on_event(&Event::WarmStart {
+        stage: ps.name.clone(),
+        key: ps.key.clone(),
+        from: source.record.clone(),
+    });
+    Some(source.record)
 }
 
 fn join_sub(base: &Path, subpath: &str) -> PathBuf {
@@ -459,6 +537,12 @@ pub enum Event {
         stage: String,
         outcome: Outcome,
         elapsed: Duration,
+    },
+    /// A started stage continues a lower-budget entry of its family (`cache::family`).
+    WarmStart {
+        stage: String,
+        key: StageKey,
+        from: WarmStartRecord,
     },
     /// A running stage wrote a save point (`StageCx::saved`); its live files are in `dir`.
     Saved {
@@ -665,6 +749,7 @@ fn run_stage(
         Ok(p) => p,
         Err(e) => return failed(&e),
     };
+    let warm_start_from = warm_start(exp, ps, store, &pending.partial_dir, on_event);
     let spec = &exp.stages[ps.index];
     let started_at = SystemTime::now();
     let clock = Instant::now();
@@ -728,6 +813,8 @@ fn run_stage(
         device: options.run.device.clone(),
         threads: options.run.threads,
         notes: cx.notes().clone(),
+        family: ps.family.clone(),
+        warm_start_from,
     };
     let artifact = match store.commit(pending, manifest) {
         Ok(a) => a,

@@ -72,9 +72,40 @@ pub trait Stage: Send + Sync + 'static {
         false
     }
 
+    /// The integer param that only says how far the stage runs (`max_steps`), declared only
+    /// where continuing a finished run of budget b to budget B > b gives the same bits as a
+    /// run to B from scratch (the schedule, data order and noise of a step never depend on
+    /// the budget). The engine then warm-starts a miss from the committed entry of the same
+    /// *family* (every other key input equal) with the largest smaller budget, through
+    /// [`Stage::warm_start`]. `None` (the default), or `None` for some params: never.
+    fn extendable_budget(_params: &Self::Params) -> Option<&'static str> {
+        None
+    }
+
+    /// Fills `partial_dir` (empty, not yet the key's) from `source`, a committed and
+    /// re-hashed entry of the same family, so that `run` resumes from `source.budget` as it
+    /// would after a kill there. Called only when `extendable_budget` is `Some`. An error
+    /// makes the engine run the stage from scratch instead.
+    fn warm_start(
+        _params: &Self::Params,
+        _source: &WarmSource<'_>,
+        _partial_dir: &Path,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("kind `{}` cannot warm-start", Self::KIND)
+    }
+
     /// Computes the artifact into `cx.out_dir()`. Returning `Err` (or panicking) leaves no
     /// committed entry; what the stage put in `cx.partial_dir()` survives for a resume.
     fn run(params: &Self::Params, cx: &mut StageCx<'_>) -> anyhow::Result<()>;
+}
+
+/// The committed entry a warm start continues (see [`Stage::warm_start`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WarmSource<'a> {
+    /// The entry's directory (read-only; copy what the resume needs).
+    pub dir: &'a Path,
+    /// Its value of the budget param.
+    pub budget: u64,
 }
 
 /// How a stage runs, as opposed to what it computes. Never part of a cache key.

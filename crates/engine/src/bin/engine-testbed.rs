@@ -7,7 +7,8 @@
 //! `slow` (sleeps in steps, checking cancellation, checkpointing progress into the partial dir),
 //! `fail` (returns an error or panics), `count` (appends a line to a counter file outside the
 //! cache, optionally waiting for a release file, so tests can count executions; with `score` it
-//! also writes a `metrics.json` with the conventional sweep-table fields).
+//! also writes a `metrics.json` with the conventional sweep-table fields), `extend` (a
+//! resumable chain of `steps` hash steps whose budget `steps` is extendable, for warm starts).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -17,7 +18,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
-use vaepipe_engine::{EngineCommand, GlobalArgs, ParamIssue, Registry, Role, Stage, StageCx};
+use vaepipe_engine::{
+    EngineCommand, GlobalArgs, ParamIssue, Registry, Role, Stage, StageCx, WarmSource,
+};
 
 #[derive(Parser)]
 #[command(name = "engine-testbed")]
@@ -42,7 +45,8 @@ fn main() -> ExitCode {
         .with::<WriteKind>()
         .with::<Slow>()
         .with::<Fail>()
-        .with::<Count>();
+        .with::<Count>()
+        .with::<Extend>();
     match cli.command {
         Command::Engine(cmd) => vaepipe_engine::execute(
             cmd,
@@ -283,6 +287,99 @@ impl Stage for Count {
         if let Some(busy) = &p.busy_marker {
             std::fs::remove_file(busy)?;
         }
+        Ok(())
+    }
+}
+
+struct Extend;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExtendParams {
+    /// The budget: how many chain steps to compute.
+    steps: u64,
+    /// Mixed into the chain: a param other than the budget.
+    salt: u64,
+    /// `false` declares no extendable budget, so the kind is never warm-started.
+    extendable: bool,
+    step_ms: u64,
+    /// Outside the cache: one line per step computed, so tests see how many ran.
+    counter: Option<PathBuf>,
+}
+
+impl Default for ExtendParams {
+    fn default() -> Self {
+        ExtendParams {
+            steps: 4,
+            salt: 1,
+            extendable: true,
+            step_ms: 0,
+            counter: None,
+        }
+    }
+}
+
+/// `state` (in the partial dir, and kept in the entry): `<step> <value>`.
+const EXTEND_STATE: &str = "state";
+
+impl Stage for Extend {
+    const KIND: &'static str = "extend";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "a resumable hash chain of `steps` steps; `steps` is an extendable budget";
+    type Params = ExtendParams;
+
+    fn extendable_budget(p: &ExtendParams) -> Option<&'static str> {
+        p.extendable.then_some("steps")
+    }
+
+    fn warm_start(
+        _: &ExtendParams,
+        source: &WarmSource<'_>,
+        partial_dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        std::fs::copy(
+            source.dir.join(EXTEND_STATE),
+            partial_dir.join(EXTEND_STATE),
+        )?;
+        Ok(())
+    }
+
+    fn run(p: &ExtendParams, cx: &mut StageCx<'_>) -> anyhow::Result<()> {
+        let state = cx.partial_dir().join(EXTEND_STATE);
+        let (start, mut value) = match std::fs::read_to_string(&state) {
+            Ok(text) => {
+                let (step, value) = text.trim().split_once(' ').context("bad state")?;
+                (step.parse::<u64>()?, value.parse::<u64>()?)
+            }
+            Err(_) => (0, p.salt),
+        };
+        if start > 0 {
+            tracing::info!("stage `{}`: resuming from step {start}", cx.stage_name());
+        }
+        cx.note("resumed_from", start);
+        for step in start + 1..=p.steps {
+            cx.check_cancelled()?;
+            std::thread::sleep(Duration::from_millis(p.step_ms));
+            value = (value ^ step)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(17);
+            let tmp = cx.partial_dir().join("state.tmp");
+            std::fs::write(&tmp, format!("{step} {value}"))?;
+            std::fs::rename(&tmp, &state)?;
+            if let Some(counter) = &p.counter {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(counter)?;
+                writeln!(f, "{step}")?;
+            }
+        }
+        std::fs::write(cx.out_dir().join("value.txt"), value.to_string())?;
+        std::fs::write(
+            cx.out_dir().join(EXTEND_STATE),
+            format!("{} {value}", p.steps),
+        )?;
         Ok(())
     }
 }

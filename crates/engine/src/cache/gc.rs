@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use super::key::StageKey;
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::store::{dir_size, hash_outputs, remove_tree, CacheStore, StoreError};
+use super::store::{dir_size, rehash_problems, remove_tree, CacheStore, StoreError};
 
 /// How old an unlinked entry must be before `gc` deletes it, unless `--older-than` says.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -293,8 +293,15 @@ pub fn gc(store: &CacheStore, options: &GcOptions) -> Result<GcReport, StoreErro
     let partial = store.root().join("partial");
     for entry in fs::read_dir(&partial).map_err(io("read", &partial))? {
         let entry = entry.map_err(io("read", &partial))?;
-        if let Some(key) = entry.file_name().to_str().and_then(StageKey::parse) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(key) = StageKey::parse(&name) {
             if store.get(&key).is_some() {
+                remove(&entry.path(), dry_run, &mut report)?;
+            }
+        }
+        // A warm start's marker outlives neither its partial dir nor the commit.
+        if let Some(key) = name.strip_suffix(".warm.json").and_then(StageKey::parse) {
+            if store.get(&key).is_some() || !store.partial_dir(&key).exists() {
                 remove(&entry.path(), dry_run, &mut report)?;
             }
         }
@@ -405,44 +412,7 @@ pub fn verify(store: &CacheStore) -> Result<VerifyReport, StoreError> {
             continue;
         };
         let mut problems = symlinks_inside(&dir);
-        let actual = match hash_outputs(&dir) {
-            Ok(a) => a,
-            Err(e) => {
-                // One unreadable entry does not stop the check of the others.
-                problems.push(format!("cannot be read: {e}"));
-                report.damaged.push(VerifyProblem {
-                    key: name,
-                    stage: Some(manifest.stage.clone()),
-                    problems,
-                });
-                continue;
-            }
-        };
-        let actual: Vec<_> = actual
-            .into_iter()
-            .filter(|f| f.path != MANIFEST_FILE)
-            .collect();
-        for want in &manifest.outputs {
-            match actual.iter().find(|f| f.path == want.path) {
-                None => problems.push(format!("`{}` is missing", want.path)),
-                Some(got) if got.size != want.size => problems.push(format!(
-                    "`{}` was truncated or grew: {} → {} bytes",
-                    want.path, want.size, got.size
-                )),
-                Some(got) if got.blake3 != want.blake3 => {
-                    problems.push(format!("`{}` was modified (blake3 differs)", want.path))
-                }
-                Some(_) => {}
-            }
-        }
-        for got in &actual {
-            if !manifest.outputs.iter().any(|w| w.path == got.path) {
-                problems.push(format!(
-                    "`{}` was added after the entry was committed",
-                    got.path
-                ));
-            }
-        }
+        problems.extend(rehash_problems(&dir, &manifest));
         if !problems.is_empty() {
             report.damaged.push(VerifyProblem {
                 key: name,

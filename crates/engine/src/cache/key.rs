@@ -25,6 +25,8 @@
 //! | sweep variant (its name, the `[sweep]` table, `--sweep`) | ✗ (only through the params a swept value sets) | a variant's stage key is the key of the resolved stage, so variants that agree on a stage's inputs share its entry and it runs once; adding a value to a sweep list reruns only the new variants |
 //! | cache dir, `runs/` dir, experiment file path, absolute input paths | ✗ | moving a project keeps its cache (cargo's rule) |
 //! | device, threads, log level, progress, `--jobs` | ✗ | must not change the result; they live in `RunOptions`, which is never serialised into a key |
+//! | a kind's extendable budget param (`Stage::extendable_budget`, `max_steps`) | ✓ in `StageKey`; ✗ in the *family* ([`super::family`]) | a longer run is another result, so another key; the family (this preimage minus that one param) is what finds the shorter entry a warm start continues |
+//! | `warm_start_from`, `[experiment] warm_start` | ✗, recorded in the manifest | a warm-started result is the from-scratch result, so it has the from-scratch key |
 //! | vaepipe and torch versions | ✗, recorded in the manifest | a decision, not an oversight: cargo keys on the rustc version, vaepipe relies on kind `VERSION` bumps and `verify` instead, so upgrading the tool does not throw away days of training |
 //!
 //! # Considerations for inclusion
@@ -50,6 +52,9 @@
 //! - `<cache>/locks/<key>.lock`: the per-key `flock`; released by the kernel when a process dies.
 //! - `<cache>/fingerprints/<digest>.tsv`: the per-file listing behind an input digest, so `plan`
 //!   can say "3 files modified".
+//! - `<cache>/families/<family>.tsv`: `<budget>\t<key>` per committed entry of an extendable
+//!   kind's family; `<cache>/partial/<key>.warm.json`: what a seeded partial dir continues
+//!   (both in [`super::family`]).
 //! - `<cache>/roots/<hash>`: the absolute path of a `runs/<experiment>/<stage>` (or, in a sweep,
 //!   `runs/<experiment>/<variant>/<stage>`) link, so `gc` knows which entries are linked.
 

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::family::{FamilyRecord, WarmStartRecord};
 use super::key::{KeyPreimage, StageKey};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -45,6 +46,13 @@ pub struct Manifest {
     pub threads: Option<usize>,
     /// From `StageCx::note`.
     pub notes: BTreeMap<String, serde_json::Value>,
+    /// For a kind with an extendable budget: the entry's family and budget (`cache::family`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<FamilyRecord>,
+    /// The lower-budget entry this result continued instead of starting from zero; the
+    /// result (and its key) is the from-scratch one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start_from: Option<WarmStartRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! The content-addressed cache: keys ([`key`], whose module docs hold the key table), input
-//! fingerprints, the on-disk store, dirty reasons, and maintenance (gc, verify).
+//! fingerprints, the on-disk store, dirty reasons, families of extendable stages (warm
+//! starts), and maintenance (gc, verify).
 
 pub mod dirty;
+pub mod family;
 pub mod fingerprint;
 pub mod gc;
 pub mod key;
@@ -9,6 +11,7 @@ pub mod manifest;
 pub mod store;
 
 pub use dirty::DirtyReason;
+pub use family::{FamilyKey, FamilyRecord, WarmStartRecord};
 pub use fingerprint::{FingerprintMode, InputFingerprint, ListingDiff};
 pub use key::{KeyPreimage, StageKey};
 pub use manifest::Manifest;

@@ -154,6 +154,7 @@ impl CacheStore {
             "locks",
             "fingerprints",
             "roots",
+            "families",
         ] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
@@ -262,7 +263,10 @@ impl CacheStore {
         Ok(EntryReadLock { _file: file })
     }
 
-    fn try_read_lock(&self, key: &StageKey) -> Result<Option<EntryReadLock>, StoreError> {
+    pub(crate) fn try_read_lock(
+        &self,
+        key: &StageKey,
+    ) -> Result<Option<EntryReadLock>, StoreError> {
         let file = self.lock_file(key)?;
         match file.try_lock_shared() {
             Ok(()) => Ok(Some(EntryReadLock { _file: file })),
@@ -301,6 +305,15 @@ impl CacheStore {
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
         }
+    }
+
+    /// A fresh path under `tmp/` for work on `key` (`<key>.<tag>.<pid>.<n>`): on the cache's
+    /// filesystem, and removed by `gc` once the key's lock is free.
+    pub(crate) fn tmp_path(&self, key: &StageKey, tag: &str) -> PathBuf {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{key}.{tag}.{}.{n}", std::process::id()))
     }
 
     /// Creates a fresh temp dir (same filesystem as `entries/`) and the key's partial dir.
@@ -374,6 +387,13 @@ impl CacheStore {
             let _ = remove_tree(&old);
         }
         let _ = fs::remove_dir_all(&pending.partial_dir);
+        let _ = fs::remove_file(super::family::marker_path(self, &key));
+        if let Some(family) = &manifest.family {
+            // Best effort: without the line, later runs only miss this warm start.
+            if let Err(e) = super::family::record(self, family, &key) {
+                tracing::warn!("cannot add entry {}… to its family index: {e}", key.short());
+            }
+        }
         Ok(Artifact {
             key,
             dir: dest,
@@ -552,6 +572,42 @@ pub fn damage(dir: &Path, manifest: &Manifest) -> Option<String> {
         }
     }
     None
+}
+
+/// What re-hashing a committed entry finds wrong against its manifest: outputs missing,
+/// resized, with another blake3, or added after the commit. Empty when it is intact.
+pub fn rehash_problems(dir: &Path, manifest: &Manifest) -> Vec<String> {
+    let actual = match hash_outputs(dir) {
+        Ok(a) => a,
+        Err(e) => return vec![format!("cannot be read: {e}")],
+    };
+    let actual: Vec<_> = actual
+        .into_iter()
+        .filter(|f| f.path != MANIFEST_FILE)
+        .collect();
+    let mut problems = Vec::new();
+    for want in &manifest.outputs {
+        match actual.iter().find(|f| f.path == want.path) {
+            None => problems.push(format!("`{}` is missing", want.path)),
+            Some(got) if got.size != want.size => problems.push(format!(
+                "`{}` was truncated or grew: {} → {} bytes",
+                want.path, want.size, got.size
+            )),
+            Some(got) if got.blake3 != want.blake3 => {
+                problems.push(format!("`{}` was modified (blake3 differs)", want.path))
+            }
+            Some(_) => {}
+        }
+    }
+    for got in &actual {
+        if !manifest.outputs.iter().any(|w| w.path == got.path) {
+            problems.push(format!(
+                "`{}` was added after the entry was committed",
+                got.path
+            ));
+        }
+    }
+    problems
 }
 
 /// A file's mtime in nanoseconds since the Unix epoch.
@@ -734,6 +790,8 @@ pub(crate) mod tests {
             device: "cpu".into(),
             threads: None,
             notes: BTreeMap::new(),
+            family: None,
+            warm_start_from: None,
         }
     }
 

@@ -196,6 +196,9 @@ pub(super) fn render_event(event: &Event) {
                 tracing::warn!("stage `{stage}` interrupted; its partial work is kept for a resume")
             }
         },
+        Event::WarmStart { stage, from, .. } => {
+            tracing::info!("stage `{stage}`: {}", from.present())
+        }
         Event::Saved { stage, .. } => tracing::debug!("stage `{stage}` saved"),
     }
 }

@@ -79,7 +79,8 @@ pub fn render_plan(exp: &Experiment, plan: &Plan, verbose: bool) -> String {
                 let _ = writeln!(out, "{:width$}  fresh{shared}", ps.name);
             }
             Freshness::Dirty(reasons) => {
-                let text: Vec<String> = reasons.iter().map(|r| r.present()).collect();
+                let mut text: Vec<String> = reasons.iter().map(|r| r.present()).collect();
+                text.extend(ps.warm_start.as_ref().map(|w| w.present()));
                 let _ = writeln!(
                     out,
                     "{:width$}  dirty  {}{shared}",

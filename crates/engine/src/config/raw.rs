@@ -32,6 +32,8 @@ pub struct RawHeader {
     pub device: Option<Spanned<String>>,
     /// Cache directory, relative to the experiment file's directory.
     pub cache: Option<Spanned<String>>,
+    /// `false`: never continue a lower-budget entry (`cache::family`); default true. Never in a key.
+    pub warm_start: Option<Spanned<bool>>,
 }
 
 /// `[input.<name>]`.

@@ -39,6 +39,9 @@ pub struct Experiment {
     pub variant: Option<VariantInfo>,
     /// `[executor]`: where dirty stages run (`run --executor` wins). Never in a key.
     pub executor: super::executor::ExecutorConfig,
+    /// From `[experiment] warm_start` (default true): a miss of an extendable stage may
+    /// continue its family's largest lower-budget entry (`cache::family`). Never in a key.
+    pub warm_start: bool,
 }
 
 /// Which sweep variant an [`Experiment`] is.
@@ -384,6 +387,7 @@ pub(crate) fn resolve_raw(
     }
     Some(Experiment {
         executor,
+        warm_start: raw.header.warm_start.as_ref().is_none_or(|w| *w.get_ref()),
         name,
         file: file.to_path_buf(),
         source: source.clone(),

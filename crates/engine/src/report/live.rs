@@ -74,7 +74,7 @@ impl<'a> LiveReport<'a> {
         };
         let index = |stage: &str| self.plan.plan.stages.iter().position(|s| s.name == stage);
         let (i, status, always) = match event {
-            Event::Waiting { .. } => return,
+            Event::Waiting { .. } | Event::WarmStart { .. } => return,
             Event::Started { stage, .. } => (index(stage), Status::Running(None), false),
             Event::Saved { stage, dir, .. } => {
                 (index(stage), Status::Running(Some(dir.clone())), true)
