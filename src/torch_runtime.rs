@@ -127,3 +127,30 @@ fn join(parts: &[OsString]) -> OsString {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_startup_gives_back_the_users_preload_and_drops_the_marker() {
+        std::env::set_var(REEXEC_MARKER, "/opt/user-preload.so");
+        std::env::set_var("LD_PRELOAD", "/opt/user-preload.so:/lib/libc10.so:/lib/libtorch_cpu.so");
+        at_startup();
+        assert_eq!(
+            std::env::var_os("LD_PRELOAD"),
+            Some("/opt/user-preload.so".into())
+        );
+        assert!(std::env::var_os(REEXEC_MARKER).is_none());
+        // A second re-execution would loop: `ensure_loaded` now refuses instead.
+        assert_eq!(REEXECUTED.get(), Some(&true));
+        std::env::remove_var("LD_PRELOAD");
+    }
+
+    #[test]
+    fn test_binaries_link_libtorch_so_it_is_loaded() {
+        // Only the installed `vaepipe` binary starts torch-free; here it is mapped already.
+        assert!(loaded());
+        assert!(ensure_loaded().is_ok());
+    }
+}

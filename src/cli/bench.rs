@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// Skip the malloc-policy comparison (two child processes per policy)
     #[arg(long)]
     no_malloc_ab: bool,
+    /// `startup` only: files in the generated dataset
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    /// `startup` only: where the dataset, cache and runs go (kept for the next time)
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
     /// Internal: time only dfc_vae PERCEPTUAL at this batch and print one JSON line (the
     /// malloc comparison's child processes)
     #[arg(long, hide = true)]
@@ -74,6 +80,8 @@ enum BenchTarget {
     Train,
     /// MTCNN alignment vs facenet-pytorch's MTCNN
     Align,
+    /// An engine-only invocation (no-op run, plan, dag, gc) against the stat walk of its files
+    Startup,
 }
 
 struct Row {
@@ -93,6 +101,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 .unwrap_or_else(crate::models::mtcnn::default_weights_dir),
             baseline_python: args.baseline_python,
         });
+    }
+    if let BenchTarget::Startup = args.what {
+        return super::bench_startup::run(args.dir, args.files, args.steps);
     }
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);

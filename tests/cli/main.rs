@@ -12,6 +12,7 @@ mod hardening;
 mod pipeline;
 mod results;
 mod root_layers;
+mod startup;
 mod support;
 mod tidy;
 mod toolchain;
