@@ -92,7 +92,11 @@ fn real_linker() -> PathBuf {
         .ok()
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     sysroot
-        .map(|root| root.join("lib/rustlib").join(target).join("bin/gcc-ld/ld.lld"))
+        .map(|root| {
+            root.join("lib/rustlib")
+                .join(target)
+                .join("bin/gcc-ld/ld.lld")
+        })
         .filter(|lld| lld.is_file())
         .unwrap_or_else(|| PathBuf::from("ld"))
 }

@@ -29,7 +29,12 @@ pub fn is_torch_library(name: &str) -> bool {
 
 /// Writes the linker wrapper into `dir` (as `ld.mold`, the name gcc's `-fuse-ld=mold` looks
 /// for in `-B` directories) and returns the link args that route the `vaepipe` binary through it.
-pub fn wrapper_link_args(dir: &Path, real_linker: &Path, patcher: &Path, lib: &Path) -> Vec<String> {
+pub fn wrapper_link_args(
+    dir: &Path,
+    real_linker: &Path,
+    patcher: &Path,
+    lib: &Path,
+) -> Vec<String> {
     std::fs::create_dir_all(dir).expect("OUT_DIR is writable");
     let script = format!(
         "#!/bin/sh\n\
@@ -94,7 +99,12 @@ fn patch(binary: &Path, lib: &Path) -> Result<(usize, usize), String> {
     let strtab_offset = elf.dynamic_strtab()?;
     // 1. DT_NEEDED entries of libtorch's libraries: keep the others in order, pad with DT_NULL.
     let entries: Vec<(u64, u64)> = (0..dynamic_size / 16)
-        .map(|i| (u64_at(&bytes, dynamic_offset + i * 16), u64_at(&bytes, dynamic_offset + i * 16 + 8)))
+        .map(|i| {
+            (
+                u64_at(&bytes, dynamic_offset + i * 16),
+                u64_at(&bytes, dynamic_offset + i * 16 + 8),
+            )
+        })
         .collect();
     let keep: Vec<(u64, u64)> = entries
         .iter()
@@ -111,7 +121,12 @@ fn patch(binary: &Path, lib: &Path) -> Result<(usize, usize), String> {
         .filter(|s| !s.defined && s.binding == STB_GLOBAL && torch_symbols.contains(s.name))
         .map(|s| s.info_offset)
         .collect();
-    for (i, &(tag, value)) in keep.iter().chain(std::iter::repeat(&(0, 0))).take(entries.len()).enumerate() {
+    for (i, &(tag, value)) in keep
+        .iter()
+        .chain(std::iter::repeat(&(0, 0)))
+        .take(entries.len())
+        .enumerate()
+    {
         let at = dynamic_offset + i * 16;
         bytes[at..at + 8].copy_from_slice(&tag.to_le_bytes());
         bytes[at + 8..at + 16].copy_from_slice(&value.to_le_bytes());
@@ -122,7 +137,9 @@ fn patch(binary: &Path, lib: &Path) -> Result<(usize, usize), String> {
     // Write beside, then rename: the linker's output is never left half-written.
     let tmp = binary.with_extension("front-end-patch");
     std::fs::write(&tmp, &bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let permissions = std::fs::metadata(binary).map_err(|e| e.to_string())?.permissions();
+    let permissions = std::fs::metadata(binary)
+        .map_err(|e| e.to_string())?
+        .permissions();
     std::fs::set_permissions(&tmp, permissions).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     Ok((removed, to_weaken.len()))
@@ -182,13 +199,21 @@ impl Elf {
 
     /// The dynamic string table (`.dynsym`'s linked section), which `.dynamic` also uses.
     fn dynamic_strtab(&self) -> Result<usize, String> {
-        let dynsym = self.sections.iter().find(|s| s.0 == SHT_DYNSYM).ok_or("no .dynsym")?;
+        let dynsym = self
+            .sections
+            .iter()
+            .find(|s| s.0 == SHT_DYNSYM)
+            .ok_or("no .dynsym")?;
         let strtab = self.sections.get(dynsym.3).ok_or("bad .dynsym link")?;
         Ok(strtab.1)
     }
 
     fn dynamic_symbols<'a>(&self, bytes: &'a [u8]) -> Result<Vec<Symbol<'a>>, String> {
-        let dynsym = self.sections.iter().find(|s| s.0 == SHT_DYNSYM).ok_or("no .dynsym")?;
+        let dynsym = self
+            .sections
+            .iter()
+            .find(|s| s.0 == SHT_DYNSYM)
+            .ok_or("no .dynsym")?;
         let strtab = self.dynamic_strtab()?;
         let mut out = Vec::with_capacity(dynsym.2 / 24);
         for i in 0..dynsym.2 / 24 {
@@ -229,4 +254,3 @@ fn cstr_ref(b: &[u8], at: usize) -> &str {
     let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
     std::str::from_utf8(&tail[..end]).unwrap_or("")
 }
-

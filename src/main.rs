@@ -68,10 +68,9 @@ fn main() -> ExitCode {
     vaepipe_engine::cli::init_logging(&cli.global);
     let needs_torch = match &cli.command {
         Command::Model(_) => true,
-        Command::Engine(cmd) => matches!(
-            cmd,
-            EngineCommand::Verify(_) | EngineCommand::RunStage(_)
-        ),
+        Command::Engine(cmd) => {
+            matches!(cmd, EngineCommand::Verify(_) | EngineCommand::RunStage(_))
+        }
     };
     if needs_torch {
         if let Err(err) = vaepipe::torch_runtime::ensure_loaded() {

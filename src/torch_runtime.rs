@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn at_startup_gives_back_the_users_preload_and_drops_the_marker() {
         std::env::set_var(REEXEC_MARKER, "/opt/user-preload.so");
-        std::env::set_var("LD_PRELOAD", "/opt/user-preload.so:/lib/libc10.so:/lib/libtorch_cpu.so");
+        std::env::set_var(
+            "LD_PRELOAD",
+            "/opt/user-preload.so:/lib/libc10.so:/lib/libtorch_cpu.so",
+        );
         at_startup();
         assert_eq!(
             std::env::var_os("LD_PRELOAD"),

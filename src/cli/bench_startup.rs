@@ -37,7 +37,12 @@ pub fn stat_walk(dir: &Path) -> Result<usize> {
 
 /// Builds `files` hard links under `dir/data` (folders of 1,000) to a few generated PNGs of
 /// `size`² pixels, unless a complete set is already there. Returns the data folder.
-pub fn hard_linked_images(dir: &Path, files: usize, per_folder: usize, size: u32) -> Result<PathBuf> {
+pub fn hard_linked_images(
+    dir: &Path,
+    files: usize,
+    per_folder: usize,
+    size: u32,
+) -> Result<PathBuf> {
     let data = dir.join("data");
     let done = dir.join(format!("data-{files}-{per_folder}-{size}.done"));
     if done.exists() {
@@ -54,8 +59,10 @@ pub fn hard_linked_images(dir: &Path, files: usize, per_folder: usize, size: u32
     for s in 0..source_count {
         let path = sources.join(format!("s{s}.png"));
         let shade = (s * 37 % 200) as u8 + 30;
-        image::RgbImage::from_fn(size, size, |x, y| image::Rgb([shade, (x * 7) as u8, (y * 5) as u8]))
-            .save(&path)?;
+        image::RgbImage::from_fn(size, size, |x, y| {
+            image::Rgb([shade, (x * 7) as u8, (y * 5) as u8])
+        })
+        .save(&path)?;
         source_paths.push(path);
     }
     for i in 0..files {
@@ -76,7 +83,12 @@ pub fn children_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(13) + ticks(14)) / 100.0
 }
 
@@ -130,19 +142,28 @@ pub fn run(dir: Option<PathBuf>, files: usize, repeat: usize) -> Result<ExitCode
         cmd
     };
     let with_dirs = |mut cmd: Command| {
-        cmd.arg("--cache-dir").arg(&cache).arg("--runs-dir").arg(&runs).arg("-q");
+        cmd.arg("--cache-dir")
+            .arg(&cache)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .arg("-q");
         cmd
     };
     // Fill the cache: every later run is a no-op.
     time_child(&mut with_dirs(engine(&["run"])))?;
     let preload = crate::torch_runtime::library_dir().map(|lib| {
-        ["libc10.so", "libtorch_cpu.so", "libtorch_cuda.so", "libtorch.so"]
-            .iter()
-            .map(|name| lib.join(name))
-            .filter(|path| path.is_file())
-            .map(|path| path.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
+        [
+            "libc10.so",
+            "libtorch_cpu.so",
+            "libtorch_cuda.so",
+            "libtorch.so",
+        ]
+        .iter()
+        .map(|name| lib.join(name))
+        .filter(|path| path.is_file())
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
     });
     let mut samples: Vec<Sample> = [
         "stat walk (floor)",
@@ -153,7 +174,11 @@ pub fn run(dir: Option<PathBuf>, files: usize, repeat: usize) -> Result<ExitCode
         "gc --dry-run",
     ]
     .into_iter()
-    .map(|name| Sample { name, wall: Vec::new(), cpu: Vec::new() })
+    .map(|name| Sample {
+        name,
+        wall: Vec::new(),
+        cpu: Vec::new(),
+    })
     .collect();
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
@@ -169,7 +194,10 @@ pub fn run(dir: Option<PathBuf>, files: usize, repeat: usize) -> Result<ExitCode
             (4, engine(&["dag"])),
         ];
         let mut gc = Command::new(&exe);
-        gc.args(["gc", "--dry-run", "--cache-dir"]).arg(&cache).arg("--runs-dir").arg(&runs);
+        gc.args(["gc", "--dry-run", "--cache-dir"])
+            .arg(&cache)
+            .arg("--runs-dir")
+            .arg(&runs);
         commands.push((5, gc));
         if let Some(preload) = &preload {
             let mut loaded = with_dirs(engine(&["run"]));
@@ -192,7 +220,11 @@ pub fn run(dir: Option<PathBuf>, files: usize, repeat: usize) -> Result<ExitCode
     println!("|---|---:|---:|---:|");
     for s in samples.iter().filter(|s| !s.wall.is_empty()) {
         let cpu = s.best_cpu();
-        let cpu = if cpu.is_finite() { format!("{cpu:.3}") } else { "—".to_owned() };
+        let cpu = if cpu.is_finite() {
+            format!("{cpu:.3}")
+        } else {
+            "—".to_owned()
+        };
         println!(
             "| {} | {:.3} | {:.2}× | {cpu} |",
             s.name,

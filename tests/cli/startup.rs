@@ -64,7 +64,10 @@ fn engine_only_verbs_and_a_cached_run_start_without_libtorch() {
     // The first run executes align-check: libtorch is loaded (by re-executing) before it.
     let (code, all, mapped) = traced(&p, &["run", "exp.toml"]);
     assert_eq!(code, 0, "{all}");
-    assert!(mapped, "a run with a stage to execute must load libtorch: {all}");
+    assert!(
+        mapped,
+        "a run with a stage to execute must load libtorch: {all}"
+    );
     assert!(all.contains("1 ran, 0 fresh"), "{all}");
     // The second is a no-op and never loads it.
     let (code, all, mapped) = traced(&p, &["run", "exp.toml"]);
