@@ -119,7 +119,7 @@ EOF
 build_celeba celeba-full "$celeba"
 build_casia casia-full "$casia_folders" "$per_folder"
 
-fingerprint_toml() { # fingerprint_toml NAME PATH MODE
+fingerprint_toml() { # fingerprint_toml NAME PATH MODE [EXPECTED_SIZE]
   cat > "$1.toml" <<EOF
 [experiment]
 name = "$1"
@@ -131,6 +131,7 @@ fingerprint = "$3"
 kind = "align-check"
 from = { dataset = "data" }
 on_bad = "skip"
+expected_size = ${4:-[182, 182]}
 EOF
 }
 
@@ -139,7 +140,10 @@ echo
 echo "| what | wall s | user+sys s | peak RSS | load |"
 echo "|---|---:|---:|---:|---:|"
 for set in celeba casia; do
-  if [ $set = celeba ]; then data=celeba-full/img_align_celeba; n=$celeba; else data=casia-full; n=$((casia_folders * per_folder)); fi
+  # The expected size must be the images' own, or align-check rejects them from the header
+  # without decoding (178x218 CelebA JPEGs, 182x182 CASIA PNGs).
+  if [ $set = celeba ]; then data=celeba-full/img_align_celeba; n=$celeba; size="[178, 218]"
+  else data=casia-full; n=$((casia_folders * per_folder)); size="[182, 182]"; fi
   measure "$set $n files: stat walk (find -printf)" find "$data" -type f -printf '%s %T@\n'
   for mode in stat content; do
     fingerprint_toml "fp-$set-$mode" "$data" "$mode"
@@ -153,7 +157,7 @@ for set in celeba casia; do
     head -n "$align_n" all-files.txt | awk -v d="$sub" '{printf "%s %s/%07d%s\n", $0, d, NR, substr($0, length($0)-3)}' \
       | while read -r from to; do ln "$from" "$to"; done
   fi
-  fingerprint_toml "check-$set" "$sub" stat
+  fingerprint_toml "check-$set" "$sub" stat "$size"
   measure "$set align-check, $align_n images" "$bin" run "check-$set.toml" -q
   echo "|   → $(echo "$align_n / $(cat last_wall.txt)" | bc) images/s (wall, including start-up and fingerprint) | | | | |"
   measure "$set align-check, no-op rerun ($align_n files)" "$bin" run "check-$set.toml" -q
