@@ -245,19 +245,9 @@ fn probe(device: Device, batch: usize, layers: usize, steps: usize) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// This process's user + system CPU time so far (`/proc/self/stat`), in seconds.
+/// This process's user + system CPU time so far, in seconds.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`: state is 3rd; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    super::bench_startup::proc_cpu_seconds(false)
 }
 
 /// Runs the probe in child processes under each policy, interleaved (default, retain,
