@@ -14,10 +14,30 @@
 //! bf16 autocast), against the same libtorch's headers.
 //!
 //! It also records the libtorch version for `vaepipe --version` and the manifests.
+//!
+//! The `vaepipe` binary itself is linked through `build/front_end_link.rs`'s wrapper, which
+//! removes its `DT_NEEDED` on libtorch so that engine-only verbs start without loading it
+//! (`src/torch_runtime.rs` re-executes with libtorch when a verb needs it). The build script
+//! binary doubles as that wrapper's patcher (`--patch-front-end`). Set
+//! `VAEPIPE_LINK_TORCH_AT_START=1` when building to link it as before.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn main() {
+#[path = "build/front_end_link.rs"]
+mod front_end_link;
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, binary, lib] = args.as_slice() {
+        if flag == "--patch-front-end" {
+            return front_end_link::patch_main(Path::new(binary), Path::new(lib));
+        }
+    }
+    build();
+    std::process::ExitCode::SUCCESS
+}
+
+fn build() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let version = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .ok()
@@ -39,7 +59,46 @@ fn main() {
         }
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
         compile_precision_shim(Path::new(&lib));
+        link_front_end(Path::new(&lib));
     }
+}
+
+/// Routes the `vaepipe` binary's link through the torch-free start-up wrapper (Linux only).
+fn link_front_end(lib: &Path) {
+    println!("cargo:rerun-if-env-changed=VAEPIPE_LINK_TORCH_AT_START");
+    println!("cargo:rerun-if-changed=build/front_end_link.rs");
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
+    if !linux || std::env::var_os("VAEPIPE_LINK_TORCH_AT_START").is_some_and(|v| v != "0") {
+        return;
+    }
+    let (Some(out_dir), Ok(patcher)) = (std::env::var_os("OUT_DIR"), std::env::current_exe())
+    else {
+        return;
+    };
+    let wrapper_dir = PathBuf::from(out_dir).join("front-end-ld");
+    for arg in front_end_link::wrapper_link_args(&wrapper_dir, &real_linker(), &patcher, lib) {
+        println!("cargo:rustc-link-arg-bin=vaepipe={arg}");
+    }
+}
+
+/// The linker rustc itself would use: its bundled `rust-lld` (through `gcc-ld/ld.lld`, as
+/// rustc's `-fuse-ld=lld` does) when the toolchain ships it, else the system's `ld`.
+fn real_linker() -> PathBuf {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let sysroot = std::process::Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    sysroot
+        .map(|root| {
+            root.join("lib/rustlib")
+                .join(target)
+                .join("bin/gcc-ld/ld.lld")
+        })
+        .filter(|lld| lld.is_file())
+        .unwrap_or_else(|| PathBuf::from("ld"))
 }
 
 /// Builds `src/precision/shim.cpp` into a static library linked before libtorch.

@@ -14,4 +14,5 @@ pub mod malloc_policy;
 pub mod models;
 pub mod precision;
 pub mod stages;
+pub mod torch_runtime;
 pub mod train;

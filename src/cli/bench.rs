@@ -55,6 +55,12 @@ pub struct BenchArgs {
     /// Skip the malloc-policy comparison (two child processes per policy)
     #[arg(long)]
     no_malloc_ab: bool,
+    /// `startup` only: files in the generated dataset
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    /// `startup` only: where the dataset, cache and runs go (kept for the next time)
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
     /// Internal: time only dfc_vae PERCEPTUAL at this batch and print one JSON line (the
     /// malloc comparison's child processes)
     #[arg(long, hide = true)]
@@ -76,6 +82,8 @@ enum BenchTarget {
     Align,
     /// The data pipeline's decode + crop + resize, images/s per core
     Decode,
+    /// An engine-only invocation (no-op run, plan, dag, gc) against the stat walk of its files
+    Startup,
 }
 
 struct Row {
@@ -101,6 +109,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             repeat: args.steps.max(1),
             threads: args.threads.unwrap_or(2),
         });
+    }
+    if let BenchTarget::Startup = args.what {
+        return super::bench_startup::run(args.dir, args.files, args.steps);
     }
     if let Some(t) = args.threads {
         tch::set_num_threads(t as i32);
@@ -242,19 +253,9 @@ fn probe(device: Device, batch: usize, layers: usize, steps: usize) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// This process's user + system CPU time so far (`/proc/self/stat`), in seconds.
+/// This process's user + system CPU time so far, in seconds.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`: state is 3rd; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    super::bench_startup::proc_cpu_seconds(false)
 }
 
 /// Runs the probe in child processes under each policy, interleaved (default, retain,

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_align;
 pub mod bench_baseline;
 pub mod bench_decode;
+pub mod bench_startup;
 pub mod doctor;
 pub mod import_mtcnn;
 pub mod import_weights;

@@ -13,6 +13,7 @@ mod hardening;
 mod pipeline;
 mod results;
 mod root_layers;
+mod startup;
 mod support;
 mod tidy;
 mod toolchain;

@@ -14,11 +14,17 @@ use crate::report::SweepSummary;
 pub type SweepHook =
     dyn Fn(&SweepSummary, &Path) -> anyhow::Result<Vec<(String, PathBuf)>> + Send + Sync;
 
+/// Called by `run` once it knows that some stage must execute here, before any does; an error
+/// stops the run. The binary uses it to load libtorch only then (`src/torch_runtime.rs`), so a
+/// fully cached run never pays for it.
+pub type BeforeExecuteHook = dyn Fn() -> anyhow::Result<()> + Send + Sync;
+
 /// The binary's optional hooks: `Hooks::default().compare_outputs(f).sweep_images(g)`.
 #[derive(Clone, Default)]
 pub struct Hooks {
     compare_outputs: Option<Arc<OutputComparator>>,
     sweep_images: Option<Arc<SweepHook>>,
+    before_execute: Option<Arc<BeforeExecuteHook>>,
 }
 
 impl Hooks {
@@ -45,6 +51,22 @@ impl Hooks {
     ) -> Self {
         self.sweep_images = Some(Arc::new(hook));
         self
+    }
+
+    /// Plugs in what must happen before the first stage executes locally (see
+    /// [`BeforeExecuteHook`]).
+    #[must_use]
+    pub fn before_execute(
+        mut self,
+        hook: impl Fn() -> anyhow::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.before_execute = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs the before-execute hook, if any.
+    pub fn prepare_to_execute(&self) -> anyhow::Result<()> {
+        self.before_execute.as_deref().map_or(Ok(()), |hook| hook())
     }
 
     pub fn output_comparator(&self) -> Option<&OutputComparator> {

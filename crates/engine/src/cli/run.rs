@@ -121,6 +121,16 @@ pub fn run(
         }
     }
 
+    if plan
+        .stages
+        .iter()
+        .any(|ps| matches!(ps.freshness, Freshness::Dirty(_)))
+    {
+        hooks
+            .prepare_to_execute()
+            .map_err(|e| CliError::Failed(format!("{e:#}")))?;
+    }
+
     let cancel = crate::signal::install();
     let run_options = RunOptions {
         device: args
