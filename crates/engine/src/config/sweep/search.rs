@@ -13,7 +13,7 @@
 //!
 //! - `random` ([`random_values`]): trial *i*'s value of each param from a hash of (seed, *i*, path);
 //!   generations of `parallel` trials (default: all of them at once).
-//! - `tpe` ([`super::tpe`]): the first `max(parallel, 5)` trials are random, then each trial is
+//! - `tpe` ([`super::tpe`]): the first `max(parallel, 10)` trials are random (as Optuna's default), then each trial is
 //!   proposed by a tree-structured Parzen estimator over all earlier generations' results.
 //! - `halving` ([`super::halving`]): `trials` random configurations at `budget.min`; each rung
 //!   promotes the best 1/eta (by objective, then key) to eta times the budget, up to `budget.max`.
@@ -165,7 +165,7 @@ impl SearchSpec {
 
     /// Trials of random start-up before TPE proposes.
     pub fn startup(&self) -> usize {
-        self.parallel.max(5)
+        self.parallel.max(10)
     }
 }
 

@@ -79,23 +79,26 @@ impl Axis {
     }
 }
 
-/// Gaussians (mean, width) over observed points, the prior last.
+/// Gaussians (mean, width) over observed points, the prior last. A point's width is the larger
+/// gap to its neighbours among the points and the prior's mean (the bounds are no neighbours, so
+/// a point near an edge is not smeared over the whole range), kept between range/min(100, n + 1)
+/// and the range.
 fn parzen(points: &[f64], axis: &Axis) -> Vec<(f64, f64)> {
     let range = axis.high - axis.low;
+    let mid = (axis.low + axis.high) / 2.0;
     let mut sorted = points.to_vec();
+    sorted.push(mid);
     sorted.sort_by(f64::total_cmp);
-    let floor = range / (sorted.len() as f64 + 1.0).min(100.0);
-    let mut out: Vec<(f64, f64)> = sorted
-        .iter()
-        .enumerate()
-        .map(|(k, &x)| {
-            let left = if k == 0 { axis.low } else { sorted[k - 1] };
-            let right = sorted.get(k + 1).copied().unwrap_or(axis.high);
-            let width = (x - left).max(right - x).clamp(floor, range);
-            (x, width)
-        })
-        .collect();
-    out.push(((axis.low + axis.high) / 2.0, range));
+    let floor = range / (points.len() as f64 + 1.0).min(100.0);
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(points.len() + 1);
+    for &x in points {
+        let k = sorted.partition_point(|v| *v < x);
+        let left = k.checked_sub(1).map(|j| x - sorted[j]);
+        let right = sorted[k + 1..].first().map(|r| r - x);
+        let gap = left.into_iter().chain(right).fold(0.0, f64::max);
+        out.push((x, gap.clamp(floor, range)));
+    }
+    out.push((mid, range));
     out
 }
 
@@ -225,7 +228,9 @@ mod tests {
         let (t, r) = (trials_to_reach(&tpe, 1.0, 1e-3), trials_to_reach(&random, 1.0, 1e-3));
         assert!(t < r, "tpe reached the optimum after {t} trials, random after {r}");
         let best = |h: &[(Trial, TrialResult)]| h.iter().map(|(_, r)| r.value).fold(f64::MIN, f64::max);
-        assert!(best(&tpe) > 1.0 - 1e-4, "{}", best(&tpe));
+        let (bt, br) = (best(&tpe), best(&random));
+        eprintln!("quadratic: tpe within 1e-3 after {t} trials, random after {r}; best of 60: tpe {bt}, random {br}");
+        assert!(bt > br && bt > 1.0 - 1e-3, "best of 60: tpe {bt}, random {br}");
         // The first trials (the random start-up) are random's own.
         assert_eq!(tpe[0].0.values, random[0].0.values);
     }
@@ -238,6 +243,7 @@ mod tests {
         let tpe = simulate(&spec(Strategy::Tpe, d.clone(), 30, Goal::Min), loss);
         let random = simulate(&spec(Strategy::Random, d, 30, Goal::Min), loss);
         let hits = |h: &[(Trial, TrialResult)]| h[10..].iter().filter(|(_, r)| r.value < 0.5).count();
+        eprintln!("choice: c4 chosen after start-up by tpe {} times of 20, random {}", hits(&tpe), hits(&random));
         assert!(
             hits(&tpe) > 2 * hits(&random).max(1),
             "after start-up tpe chose c4 {} times of 20, random {}",
