@@ -9,7 +9,8 @@
 //! cache, optionally waiting for a release file, so tests can count executions; with `score` it
 //! also writes a `metrics.json` with the conventional sweep-table fields), `quadratic` (an
 //! objective with a known optimum for adaptive sweeps: `score = 1 - (x - 0.3)² + bonus(level) -
-//! 0.5 / steps`, written to `metrics.json` with `loss = -score`; it counts its runs like `count`).
+//! 0.5 / steps`, written to `metrics.json` with `loss = -score`; it counts its runs like `count`;
+//! `ENGINE_TESTBED_SCORE_SHIFT=s` adds `s·x`, as a rerun elsewhere might shift a metric).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -353,7 +354,12 @@ impl Stage for Quadratic {
             "good" => 0.1,
             _ => 0.0,
         };
-        let score = 1.0 - (p.x - 0.3).powi(2) + bonus - 0.5 / f64::from(p.steps);
+        // A rerun on other hardware may shift metrics; tests simulate that with this variable.
+        let shift: f64 = std::env::var("ENGINE_TESTBED_SCORE_SHIFT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        let score = 1.0 - (p.x - 0.3).powi(2) + bonus - 0.5 / f64::from(p.steps) + shift * p.x;
         let m = serde_json::json!({ "score": score, "loss": -score, "steps": p.steps });
         std::fs::write(cx.out_dir().join("metrics.json"), m.to_string())?;
         Ok(())

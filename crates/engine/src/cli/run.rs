@@ -85,6 +85,7 @@ pub fn run(
     // then propose again from the cache, until no generation is left; the last pass below then
     // finds every trial fresh and writes the reports. A replayed lock proposes nothing.
     let mut last_generation = None;
+    let mut ran_earlier: std::collections::HashMap<String, scheduler::Outcome> = Default::default();
     while let Some(g) = sweep.search.as_ref().and_then(|s| s.next_generation) {
         if slurm_returns_early {
             break;
@@ -120,6 +121,11 @@ pub fn run(
             if report.cancelled() || !report.all_succeeded() || crate::signal::caught().is_some() {
                 return finish(started, &sweep, &sweep_plan, &report, &store, &runs_dir, hooks);
             }
+            for (_, outcome) in report.results {
+                if let scheduler::Outcome::Ran { key, .. } = &outcome {
+                    ran_earlier.insert(key.to_string(), outcome.clone());
+                }
+            }
         }
         sweep = load(&args)?;
     }
@@ -154,7 +160,15 @@ pub fn run(
             tracing::debug!("stage `{}` is dirty: {}", ps.name, text.join("; "));
         }
     }
-    let report = run_local(&args, global, &sweep, &sweep_plan, &store, &runs_dir, false);
+    let mut report = run_local(&args, global, &sweep, &sweep_plan, &store, &runs_dir, false);
+    // What an earlier generation of this invocation ran is reported as run, not as a hit.
+    for (_, outcome) in &mut report.results {
+        if let scheduler::Outcome::Hit { key, .. } = outcome {
+            if let Some(ran) = ran_earlier.get(key.as_str()) {
+                *outcome = ran.clone();
+            }
+        }
+    }
     finish(
         started,
         &sweep,

@@ -14,7 +14,8 @@
 //! - `random` ([`random_values`]): trial *i*'s value of each param from a hash of (seed, *i*, path);
 //!   generations of `parallel` trials (default: all of them at once).
 //! - `tpe` ([`super::tpe`]): the first `max(parallel, 10)` trials are random (as Optuna's default), then each trial is
-//!   proposed by a tree-structured Parzen estimator over all earlier generations' results.
+//!   proposed by a tree-structured Parzen estimator over all earlier generations' results
+//!   (trials of one generation see each other as the worst result so far: a constant liar).
 //! - `halving` ([`super::halving`]): `trials` random configurations at `budget.min`; each rung
 //!   promotes the best 1/eta (by objective, then key) to eta times the budget, up to `budget.max`.
 
@@ -221,34 +222,48 @@ pub fn propose(spec: &SearchSpec, g: usize, history: &[(Trial, TrialResult)]) ->
         Strategy::Random | Strategy::Tpe => {
             let start = g.saturating_mul(spec.parallel);
             let end = (start + spec.parallel).min(spec.trials);
-            let trials = (start..end)
-                .map(|i| {
-                    let (values, origin) =
-                        if spec.strategy == Strategy::Random || i < spec.startup() {
-                            let origin = match spec.strategy {
-                                Strategy::Random => format!("random trial {i}"),
-                                _ => format!("tpe generation {g}, random start-up"),
-                            };
-                            (random_values(spec, i), origin)
-                        } else {
-                            let last = history.len().saturating_sub(1);
-                            (
-                                super::tpe::propose(spec, i, history),
-                                format!("tpe generation {g}, from trials 0–{last}"),
-                            )
-                        };
-                    Trial {
-                        index: i,
-                        generation: g,
-                        rung: None,
-                        values,
-                        budget: None,
-                        origin,
-                        config: i,
-                        promoted_from: None,
-                    }
-                })
-                .collect();
+            // TPE's "constant liar": within a generation, each trial sees the ones proposed
+            // before it as finished with the worst result so far, so a generation spreads out
+            // instead of proposing the same point `parallel` times.
+            let worst = history
+                .iter()
+                .map(|(_, r)| r.value)
+                .reduce(|a, b| if spec.goal.better(a, b) { b } else { a });
+            let mut seen: Vec<(Trial, TrialResult)> = history.to_vec();
+            let mut trials = Vec::new();
+            for i in start..end {
+                let (values, origin) = if spec.strategy == Strategy::Random || i < spec.startup() {
+                    let origin = match spec.strategy {
+                        Strategy::Random => format!("random trial {i}"),
+                        _ => format!("tpe generation {g}, random start-up"),
+                    };
+                    (random_values(spec, i), origin)
+                } else {
+                    let last = history.len().saturating_sub(1);
+                    (
+                        super::tpe::propose(spec, i, &seen),
+                        format!("tpe generation {g}, from trials 0–{last}"),
+                    )
+                };
+                let trial = Trial {
+                    index: i,
+                    generation: g,
+                    rung: None,
+                    values,
+                    budget: None,
+                    origin,
+                    config: i,
+                    promoted_from: None,
+                };
+                if let Some(value) = worst {
+                    let liar = TrialResult {
+                        value,
+                        key: String::new(),
+                    };
+                    seen.push((trial.clone(), liar));
+                }
+                trials.push(trial);
+            }
             Generation {
                 trials,
                 stopped: Vec::new(),
