@@ -64,23 +64,35 @@ fn tpe_trials_do_not_depend_on_finish_order_and_a_killed_sweep_resumes_to_the_sa
     a.ok(&["run", "exp.toml", "-j", "1"]);
     let reference = trials(&a);
     assert_eq!(reference.len(), 16);
-    assert!(reference[12].contains("tpe generation 3, from trials 0–11"), "{reference:?}");
+    assert!(
+        reference[12].contains("tpe generation 3, from trials 0–11"),
+        "{reference:?}"
+    );
     assert_eq!(a.count("q"), 16);
 
     // Four at a time, each sleeping in proportion to its x: they finish in another order.
     let b = Project::new();
-    b.file("exp.toml", &experiment("sleep_ms_per_x = 40.0\n", &format!("{tpe}{SPACE}")));
+    b.file(
+        "exp.toml",
+        &experiment("sleep_ms_per_x = 40.0\n", &format!("{tpe}{SPACE}")),
+    );
     b.ok(&["run", "exp.toml", "-j", "4"]);
     assert_eq!(trials(&b), reference);
 
     // Killed during generation 2, then run again: the same trials, the first two generations
     // from the cache.
     let c = Project::new();
-    c.file("exp.toml", &experiment("sleep_ms_per_x = 150.0\n", &format!("{tpe}{SPACE}")));
+    c.file(
+        "exp.toml",
+        &experiment("sleep_ms_per_x = 150.0\n", &format!("{tpe}{SPACE}")),
+    );
     let mut child = c.spawn(&["run", "exp.toml", "-j", "1"], "run.log");
     let started = std::time::Instant::now();
     while c.count("q") < 9 {
-        assert!(started.elapsed().as_secs() < 60, "generation 2 never started");
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "generation 2 never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     child.kill().unwrap();
@@ -90,20 +102,34 @@ fn tpe_trials_do_not_depend_on_finish_order_and_a_killed_sweep_resumes_to_the_sa
     c.ok(&["run", "exp.toml", "-j", "1"]);
     assert_eq!(trials(&c), reference);
     // Only what was not finished ran again: 16 executions plus the one the kill cut short.
-    assert!(before <= 10 && c.count("q") <= 17, "{before} then {}", c.count("q"));
+    assert!(
+        before <= 10 && c.count("q") <= 17,
+        "{before} then {}",
+        c.count("q")
+    );
     let again = c.ok(&["run", "exp.toml"]);
-    assert!(again.stdout.contains("exp: 0 ran, 16 fresh"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("exp: 0 ran, 16 fresh"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]
 fn random_values_do_not_depend_on_the_trial_count_and_raising_trials_keeps_earlier_trials() {
     let p = Project::new();
-    p.file("exp.toml", &experiment("", &format!("strategy = \"random\"\ntrials = 4\n{SPACE}")));
+    p.file(
+        "exp.toml",
+        &experiment("", &format!("strategy = \"random\"\ntrials = 4\n{SPACE}")),
+    );
     p.ok(&["run", "exp.toml"]);
     let four = trials(&p);
     assert_eq!(p.count("q"), 4);
     assert_eq!(four[2].split(' ').nth(3), Some("random"));
-    p.file("exp.toml", &experiment("", &format!("strategy = \"random\"\ntrials = 7\n{SPACE}")));
+    p.file(
+        "exp.toml",
+        &experiment("", &format!("strategy = \"random\"\ntrials = 7\n{SPACE}")),
+    );
     let r = p.ok(&["run", "exp.toml"]);
     let seven = trials(&p);
     assert_eq!(seven.len(), 7);
@@ -114,7 +140,8 @@ fn random_values_do_not_depend_on_the_trial_count_and_raising_trials_keeps_earli
     let other = Project::new();
     other.file(
         "exp.toml",
-        &experiment("", &format!("strategy = \"random\"\ntrials = 4\n{SPACE}")).replace("seed = 7", "seed = 8"),
+        &experiment("", &format!("strategy = \"random\"\ntrials = 4\n{SPACE}"))
+            .replace("seed = 7", "seed = 8"),
     );
     other.ok(&["run", "exp.toml"]);
     assert_ne!(trials(&other), four);
@@ -123,19 +150,43 @@ fn random_values_do_not_depend_on_the_trial_count_and_raising_trials_keeps_earli
 #[test]
 fn plan_shows_the_known_trials_and_the_next_generation_before_anything_runs() {
     let p = Project::new();
-    let file = |trials: usize| experiment("", &format!("strategy = \"tpe\"\ntrials = {trials}\nparallel = 4\n{SPACE}"));
+    let file = |trials: usize| {
+        experiment(
+            "",
+            &format!("strategy = \"tpe\"\ntrials = {trials}\nparallel = 4\n{SPACE}"),
+        )
+    };
     p.file("exp.toml", &file(4));
     let r = p.ok(&["plan", "exp.toml"]);
-    assert!(r.stdout.contains("search: tpe (max q.score), 0 trials known"), "{}", r.stdout);
-    assert!(r.stdout.contains("next: generation 0 (4 trials: t000–t003)"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("search: tpe (max q.score), 0 trials known"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("next: generation 0 (4 trials: t000–t003)"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(r.stdout.matches("pending").count(), 4, "{}", r.stdout);
     assert_eq!(p.count("q"), 0, "plan ran nothing");
     p.ok(&["run", "exp.toml"]);
     p.file("exp.toml", &file(8));
     let r = p.ok(&["plan", "exp.toml"]);
     assert!(r.stdout.contains("4 trials known"), "{}", r.stdout);
-    assert!(r.stdout.contains("next: generation 1 (4 trials: t004–t007)"), "{}", r.stdout);
-    let first = r.stdout.lines().find(|l| l.trim_start().starts_with("t000")).unwrap();
+    assert!(
+        r.stdout
+            .contains("next: generation 1 (4 trials: t004–t007)"),
+        "{}",
+        r.stdout
+    );
+    let first = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("t000"))
+        .unwrap();
     let known = table(&p)[0]["q.score"].clone();
     assert!(first.contains(&known[..5]), "{first} / {known}");
     assert_eq!(p.count("q"), 4);
@@ -153,12 +204,20 @@ fn halving_promotes_the_best_third_with_growing_budgets_and_says_why_the_rest_st
     );
     let r = p.ok(&["run", "exp.toml"]);
     let rows = table(&p);
-    let rung = |k: &str| -> Vec<&BTreeMap<String, String>> { rows.iter().filter(|r| r["rung"] == k).collect() };
+    let rung = |k: &str| -> Vec<&BTreeMap<String, String>> {
+        rows.iter().filter(|r| r["rung"] == k).collect()
+    };
     let (r0, r1, r2) = (rung("0"), rung("1"), rung("2"));
     assert_eq!((r0.len(), r1.len(), r2.len()), (9, 3, 1), "{rows:?}");
     assert!(r0.iter().all(|r| r["steps"] == "1") && r1.iter().all(|r| r["steps"] == "3"));
     assert_eq!(r2[0]["steps"], "9");
-    assert_eq!(p.count("q"), 13, "{}\n{}", r.stdout, fs::read_to_string(p.dir.join("counts/q")).unwrap());
+    assert_eq!(
+        p.count("q"),
+        13,
+        "{}\n{}",
+        r.stdout,
+        fs::read_to_string(p.dir.join("counts/q")).unwrap()
+    );
 
     // Rung 1 holds the best three of rung 0, each saying which trial it continues.
     let mut ranked: Vec<(usize, f64)> = r0.iter().enumerate().map(|(i, r)| (i, score(r))).collect();
@@ -166,7 +225,10 @@ fn halving_promotes_the_best_third_with_growing_budgets_and_says_why_the_rest_st
     let mut promoted: Vec<usize> = ranked[..3].iter().map(|(i, _)| *i).collect();
     promoted.sort();
     for (row, from) in r1.iter().zip(&promoted) {
-        assert_eq!(row["origin"], format!("halving rung 1, promoted from trial {from}"));
+        assert_eq!(
+            row["origin"],
+            format!("halving rung 1, promoted from trial {from}")
+        );
         assert_eq!(row["x"], r0[*from]["x"]);
         assert_eq!(row["stop_reason"].is_empty(), row["x"] == r2[0]["x"]);
     }
@@ -174,17 +236,33 @@ fn halving_promotes_the_best_third_with_growing_budgets_and_says_why_the_rest_st
     let cutoff = ranked[2].1;
     let (worst, worst_score) = ranked[8];
     let reason = &r0[worst]["stop_reason"];
-    assert!(reason.starts_with(&format!("rung 0: score {} < cutoff {}, rank 9 of 9", short(worst_score), short(cutoff))), "{reason}");
+    assert!(
+        reason.starts_with(&format!(
+            "rung 0: score {} < cutoff {}, rank 9 of 9",
+            short(worst_score),
+            short(cutoff)
+        )),
+        "{reason}"
+    );
     assert!(r0.iter().filter(|r| r["stop_reason"].is_empty()).count() == 3);
     // Rung 2 is rung 1's best.
-    let best1 = r1.iter().max_by(|a, b| score(a).total_cmp(&score(b))).unwrap();
+    let best1 = r1
+        .iter()
+        .max_by(|a, b| score(a).total_cmp(&score(b)))
+        .unwrap();
     assert_eq!(r2[0]["x"], best1["x"]);
-    assert!(r1.iter().filter(|r| r["x"] != best1["x"]).all(|r| r["stop_reason"].contains("rank") && r["stop_reason"].starts_with("rung 1: score")));
+    assert!(r1.iter().filter(|r| r["x"] != best1["x"]).all(
+        |r| r["stop_reason"].contains("rank") && r["stop_reason"].starts_with("rung 1: score")
+    ));
 
     // The report shows the parallel-coordinates view; the markdown table the new columns.
     let html = fs::read_to_string(p.dir.join("runs/exp/report.html")).unwrap();
     assert!(html.contains("Trials: params against q.score"));
-    assert_eq!(html.matches("</title></path>").count(), 13, "one line per trial");
+    assert_eq!(
+        html.matches("</title></path>").count(),
+        13,
+        "one line per trial"
+    );
     let md = fs::read_to_string(p.dir.join("runs/exp/sweep.md")).unwrap();
     assert!(md.contains("| rung | origin | stop_reason |"), "{md}");
 }
@@ -201,7 +279,10 @@ fn tpe_beats_random_on_the_quadratic_for_a_fixed_seed() {
         let p = Project::new();
         p.file(
             "exp.toml",
-            &experiment("", &format!("strategy = \"{strategy}\"\ntrials = 30\nparallel = 5\n{SPACE}")),
+            &experiment(
+                "",
+                &format!("strategy = \"{strategy}\"\ntrials = 30\nparallel = 5\n{SPACE}"),
+            ),
         );
         p.ok(&["run", "exp.toml"]);
         table(&p).iter().map(score).fold(f64::MIN, f64::max)
@@ -225,25 +306,60 @@ fn run_locked_replays_the_locked_trials_even_when_metrics_shift() {
 
     // Metrics shift on the rerun (a fresh cache elsewhere): proposing again would differ...
     let shifted = |args: &[&str]| {
-        let out = p.command(args).env("ENGINE_TESTBED_SCORE_SHIFT", "-0.8").output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = p
+            .command(args)
+            .env("ENGINE_TESTBED_SCORE_SHIFT", "-0.8")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    shifted(&["run", "exp.toml", "--cache-dir", "cache2", "--runs-dir", "runs2"]);
+    shifted(&[
+        "run",
+        "exp.toml",
+        "--cache-dir",
+        "cache2",
+        "--runs-dir",
+        "runs2",
+    ]);
     let reproposed = table_at(&p, "runs2");
-    assert_ne!(reproposed, locked, "the shift should change what TPE proposes");
+    assert_ne!(
+        reproposed, locked,
+        "the shift should change what TPE proposes"
+    );
     // ...but `run --locked` replays exactly the lock's trials.
-    let out = shifted(&["run", "exp.toml", "--locked", "--cache-dir", "cache3", "--runs-dir", "runs3"]);
+    let out = shifted(&[
+        "run",
+        "exp.toml",
+        "--locked",
+        "--cache-dir",
+        "cache3",
+        "--runs-dir",
+        "runs3",
+    ]);
     assert!(out.contains("14 ran"), "{out}");
     assert_eq!(table_at(&p, "runs3"), locked);
     let plan = p.ok(&["plan", "exp.toml"]);
-    assert!(plan.stdout.contains("next: nothing; the search is finished"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("next: nothing; the search is finished"),
+        "{}",
+        plan.stdout
+    );
 }
 
 fn table_at(p: &Project, runs: &str) -> Vec<String> {
     let copy = Project::new();
     fs::create_dir_all(copy.dir.join("runs/exp")).unwrap();
-    fs::copy(p.dir.join(runs).join("exp/sweep.csv"), copy.dir.join("runs/exp/sweep.csv")).unwrap();
+    fs::copy(
+        p.dir.join(runs).join("exp/sweep.csv"),
+        copy.dir.join("runs/exp/sweep.csv"),
+    )
+    .unwrap();
     trials(&copy)
 }
 
@@ -256,7 +372,12 @@ fn adaptive_config_errors_land_at_their_spans_all_in_one_pass() {
     );
     let r = p.run(&["plan", "exp.toml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let locations: Vec<&str> = r.stderr.lines().filter(|l| l.contains("-->")).map(str::trim).collect();
+    let locations: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("-->"))
+        .map(str::trim)
+        .collect();
     assert_eq!(
         locations,
         [
@@ -284,7 +405,11 @@ fn adaptive_config_errors_land_at_their_spans_all_in_one_pass() {
         "unknown key `objetive` in `[sweep]`",
         "did you mean `objective`?",
     ] {
-        assert!(r.stderr.contains(expected), "missing `{expected}` in\n{}", r.stderr);
+        assert!(
+            r.stderr.contains(expected),
+            "missing `{expected}` in\n{}",
+            r.stderr
+        );
     }
 
     // Second pass: what needs the kind's params.
@@ -294,25 +419,66 @@ fn adaptive_config_errors_land_at_their_spans_all_in_one_pass() {
     );
     let r = p.run(&["plan", "exp.toml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let locations: Vec<&str> = r.stderr.lines().filter(|l| l.contains("-->")).map(str::trim).collect();
-    assert_eq!(locations, ["--> exp.toml:8:7", "--> exp.toml:9:36", "--> exp.toml:9:36", "--> exp.toml:10:20"], "{}", r.stderr);
+    let locations: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("-->"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            "--> exp.toml:8:7",
+            "--> exp.toml:9:36",
+            "--> exp.toml:9:36",
+            "--> exp.toml:10:20"
+        ],
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("did you mean `x`?"), "{}", r.stderr);
-    assert!(r.stderr.contains("the budget `stage.q.x` must be an integer param of a stage"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the budget `stage.q.x` must be an integer param of a stage"),
+        "{}",
+        r.stderr
+    );
 
     // An objective metric the stage does not write: reported once the stage has run.
-    p.file("exp.toml", &experiment("", &format!("strategy = \"random\"\ntrials = 2\n{SPACE}")).replace("q.score", "q.scor"));
+    p.file(
+        "exp.toml",
+        &experiment("", &format!("strategy = \"random\"\ntrials = 2\n{SPACE}"))
+            .replace("q.score", "q.scor"),
+    );
     let r = p.run(&["run", "exp.toml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("stage `q` wrote no number `scor`") && r.stderr.contains("did you mean `score`?"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("stage `q` wrote no number `scor`")
+            && r.stderr.contains("did you mean `score`?"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn too_many_trials_are_refused_before_anything_is_planned() {
     let p = Project::new();
-    p.file("exp.toml", &experiment("", &format!("strategy = \"random\"\ntrials = 1500\n{SPACE}")));
+    p.file(
+        "exp.toml",
+        &experiment(
+            "",
+            &format!("strategy = \"random\"\ntrials = 1500\n{SPACE}"),
+        ),
+    );
     let r = p.run(&["plan", "exp.toml"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("up to 1500 trials, more than the 1000 allowed") && r.stderr.contains("--max-variants 1500"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("up to 1500 trials, more than the 1000 allowed")
+            && r.stderr.contains("--max-variants 1500"),
+        "{}",
+        r.stderr
+    );
     // Halving counts every rung: 800 + 400 + 200 + 100 = 1500.
     p.file("exp.toml", &experiment("", "strategy = \"halving\"\ntrials = 800\nspace.\"stage.q.x\" = { uniform = [0, 1] }\nbudget = { param = \"stage.q.steps\", min = 1, max = 8, eta = 2 }\n"));
     let r = p.run(&["plan", "exp.toml"]);

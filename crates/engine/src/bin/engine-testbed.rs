@@ -322,7 +322,8 @@ impl Default for QuadraticParams {
 impl Stage for Quadratic {
     const KIND: &'static str = "quadratic";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "writes `score = 1 - (x - 0.3)^2 + bonus(level) - 0.5 / steps` to metrics.json";
+    const ABOUT: &'static str =
+        "writes `score = 1 - (x - 0.3)^2 + bonus(level) - 0.5 / steps` to metrics.json";
     type Params = QuadraticParams;
 
     fn validate(p: &QuadraticParams) -> Vec<ParamIssue> {

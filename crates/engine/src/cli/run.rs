@@ -99,7 +99,12 @@ pub fn run(
         let trials = sweep
             .search
             .as_ref()
-            .map(|s| s.next_trials().iter().map(|t| t.name.clone()).collect::<Vec<_>>())
+            .map(|s| {
+                s.next_trials()
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default();
         tracing::info!(
             "{}: generation {g}, trials {}",
@@ -112,14 +117,40 @@ pub fn run(
         }
         let report = match &executor {
             Executor::Slurm(slurm) => {
-                run_slurm(slurm, &args, &sweep, &sweep_plan, &store, &runs_dir, global, hooks, started)?;
+                run_slurm(
+                    slurm,
+                    &args,
+                    &sweep,
+                    &sweep_plan,
+                    &store,
+                    &runs_dir,
+                    global,
+                    hooks,
+                    started,
+                )?;
                 None
             }
-            Executor::Local => Some(run_local(&args, global, &sweep, &sweep_plan, &store, &runs_dir, true)),
+            Executor::Local => Some(run_local(
+                &args,
+                global,
+                &sweep,
+                &sweep_plan,
+                &store,
+                &runs_dir,
+                true,
+            )),
         };
         if let Some(report) = report {
             if report.cancelled() || !report.all_succeeded() || crate::signal::caught().is_some() {
-                return finish(started, &sweep, &sweep_plan, &report, &store, &runs_dir, hooks);
+                return finish(
+                    started,
+                    &sweep,
+                    &sweep_plan,
+                    &report,
+                    &store,
+                    &runs_dir,
+                    hooks,
+                );
             }
             for (_, outcome) in report.results {
                 if let scheduler::Outcome::Ran { key, .. } = &outcome {
@@ -137,7 +168,17 @@ pub fn run(
         tracing::info!("inputs and config match the lock");
     }
     if let Executor::Slurm(slurm) = &executor {
-        return run_slurm(slurm, &args, &sweep, &sweep_plan, &store, &runs_dir, global, hooks, started);
+        return run_slurm(
+            slurm,
+            &args,
+            &sweep,
+            &sweep_plan,
+            &store,
+            &runs_dir,
+            global,
+            hooks,
+            started,
+        );
     }
     if args.wait {
         tracing::debug!("`--wait` only matters with `--executor slurm`; a local run always waits");

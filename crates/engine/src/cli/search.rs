@@ -143,7 +143,12 @@ pub(super) fn render_trials(sweep: &Sweep) -> String {
             ""
         }
     );
-    let width = search.trials.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let width = search
+        .trials
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(0);
     for (t, exp) in search.trials.iter().zip(&sweep.variants) {
         let values: Vec<String> = exp
             .variant
@@ -155,10 +160,7 @@ pub(super) fn render_trials(sweep: &Sweep) -> String {
                     .iter()
                     .find(|a| a.path == *path)
                     .map_or(path.as_str(), |a| a.label.as_str());
-                format!(
-                    "{label}={}",
-                    crate::config::sweep::display_value(v, "+")
-                )
+                format!("{label}={}", crate::config::sweep::display_value(v, "+"))
             })
             .collect();
         let score = t

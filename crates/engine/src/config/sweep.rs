@@ -800,12 +800,31 @@ mod tests {
             })
         };
         let file = Path::new("/nonexistent/exp.toml");
-        assert!(expand(source(&small), file, &registry, &[], &[], None, 3, SearchResults::Nothing).is_err());
+        assert!(expand(
+            source(&small),
+            file,
+            &registry,
+            &[],
+            &[],
+            None,
+            3,
+            SearchResults::Nothing
+        )
+        .is_err());
         assert_eq!(
-            expand(source(&small), file, &registry, &[], &[], None, 4, SearchResults::Nothing)
-                .unwrap()
-                .variants
-                .len(),
+            expand(
+                source(&small),
+                file,
+                &registry,
+                &[],
+                &[],
+                None,
+                4,
+                SearchResults::Nothing
+            )
+            .unwrap()
+            .variants
+            .len(),
             4
         );
         let zip = expand(

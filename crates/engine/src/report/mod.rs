@@ -156,7 +156,11 @@ pub fn summarize(
             .map(|s| (*s).to_owned())
             .collect(),
     };
-    if let Some((_, metric)) = sweep.search.as_ref().and_then(|s| s.objective.split_once('.')) {
+    if let Some((_, metric)) = sweep
+        .search
+        .as_ref()
+        .and_then(|s| s.objective.split_once('.'))
+    {
         if !metric_names.iter().any(|m| m == metric) {
             metric_names.insert(0, metric.to_owned());
         }

@@ -27,7 +27,12 @@ struct Axis {
 }
 
 fn numeric_axis(label: String, values: &[Option<f64>]) -> Axis {
-    let finite: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
+    let finite: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
     let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let log = lo > 0.0 && hi / lo > 10.0;
@@ -49,7 +54,10 @@ fn numeric_axis(label: String, values: &[Option<f64>]) -> Axis {
     };
     Axis {
         label: if log { format!("{label} (log)") } else { label },
-        positions: values.iter().map(|v| v.filter(|x| x.is_finite()).map(pos)).collect(),
+        positions: values
+            .iter()
+            .map(|v| v.filter(|x| x.is_finite()).map(pos))
+            .collect(),
         ticks,
     }
 }
@@ -72,9 +80,17 @@ fn category_axis(label: String, values: &[Option<String>]) -> Axis {
         label,
         positions: values
             .iter()
-            .map(|v| v.as_ref().and_then(|v| seen.iter().position(|s| s == v)).map(pos))
+            .map(|v| {
+                v.as_ref()
+                    .and_then(|v| seen.iter().position(|s| s == v))
+                    .map(pos)
+            })
             .collect(),
-        ticks: seen.iter().enumerate().map(|(i, s)| (pos(i), s.chars().take(18).collect())).collect(),
+        ticks: seen
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (pos(i), s.chars().take(18).collect()))
+            .collect(),
     }
 }
 
@@ -82,7 +98,12 @@ fn category_axis(label: String, values: &[Option<String>]) -> Axis {
 fn ramp(t: f64) -> String {
     let t = t.clamp(0.0, 1.0);
     let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
-    format!("#{:02x}{:02x}{:02x}", mix(107.0, 214.0), mix(143.0, 39.0), mix(181.0, 40.0))
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(107.0, 214.0),
+        mix(143.0, 39.0),
+        mix(181.0, 40.0)
+    )
 }
 
 /// The objective value of each variant (from its objective stage's `metrics.json`).
@@ -117,14 +138,20 @@ pub fn parallel_coordinates(summary: &SweepSummary) -> String {
         .axes
         .iter()
         .map(|a| {
-            let values: Vec<Option<&serde_json::Value>> =
-                summary.variants.iter().map(|v| v.values.get(&a.path)).collect();
+            let values: Vec<Option<&serde_json::Value>> = summary
+                .variants
+                .iter()
+                .map(|v| v.values.get(&a.path))
+                .collect();
             if values.iter().flatten().all(|v| v.is_number()) {
-                let nums: Vec<Option<f64>> = values.iter().map(|v| v.and_then(|x| x.as_f64())).collect();
+                let nums: Vec<Option<f64>> =
+                    values.iter().map(|v| v.and_then(|x| x.as_f64())).collect();
                 numeric_axis(a.label.clone(), &nums)
             } else {
-                let cats: Vec<Option<String>> =
-                    values.iter().map(|v| v.map(|x| display_value(x, "+"))).collect();
+                let cats: Vec<Option<String>> = values
+                    .iter()
+                    .map(|v| v.map(|x| display_value(x, "+")))
+                    .collect();
                 category_axis(a.label.clone(), &cats)
             }
         })
@@ -135,14 +162,24 @@ pub fn parallel_coordinates(summary: &SweepSummary) -> String {
         .iter()
         .enumerate()
         .filter_map(|(i, s)| s.map(|s| (i, s)))
-        .reduce(|a, b| if (max && b.1 > a.1) || (!max && b.1 < a.1) { b } else { a })
+        .reduce(|a, b| {
+            if (max && b.1 > a.1) || (!max && b.1 < a.1) {
+                b
+            } else {
+                a
+            }
+        })
         .map(|(i, _)| i);
 
     let width = LEFT * 2.0 + AXIS_GAP * (axes.len() - 1) as f64;
     let height = TOP + PLOT_H + BOTTOM;
     let title = format!("Trials: params against {objective}");
     let mut s = open_svg(width, height, &title);
-    let _ = writeln!(s, "<text x=\"{LEFT}\" y=\"16\" font-weight=\"bold\">{}</text>", esc(&title));
+    let _ = writeln!(
+        s,
+        "<text x=\"{LEFT}\" y=\"16\" font-weight=\"bold\">{}</text>",
+        esc(&title)
+    );
     let _ = writeln!(
         s,
         "<text x=\"{LEFT}\" y=\"30\" fill=\"#555\" font-size=\"11\">one line per trial; red = better {}, bold = best; faint = stopped or unfinished</text>",
@@ -255,8 +292,16 @@ mod tests {
             mode: "random".into(),
             created_at: String::new(),
             axes: vec![
-                AxisSummary { path: "stage.q.x".into(), label: "x".into(), values: vec![] },
-                AxisSummary { path: "stage.q.level".into(), label: "level".into(), values: vec![] },
+                AxisSummary {
+                    path: "stage.q.x".into(),
+                    label: "x".into(),
+                    values: vec![],
+                },
+                AxisSummary {
+                    path: "stage.q.level".into(),
+                    label: "level".into(),
+                    values: vec![],
+                },
             ],
             metrics: vec!["score".into()],
             variants: vec![
@@ -271,15 +316,36 @@ mod tests {
         assert_eq!(svg.matches("<path ").count(), 3, "{svg}");
         // The best trial (t001) is last drawn, bold, in the best colour, and at the top of the
         // objective axis (y = TOP) and of the x axis' middle (0.3 of 0.1..0.9 → a quarter up).
-        let best = svg.lines().find(|l| l.contains("<title>t001</title>")).unwrap();
-        assert!(best.contains("stroke-width=\"3\"") && best.contains(&ramp(1.0)), "{best}");
-        assert!(best.contains(&format!("{:.1},{:.1}", LEFT + 2.0 * AXIS_GAP, TOP)), "{best}");
-        assert!(best.contains(&format!("M{LEFT:.1},{:.1}", TOP + 0.75 * PLOT_H)), "{best}");
-        let stopped = svg.lines().find(|l| l.contains("<title>t000</title>")).unwrap();
+        let best = svg
+            .lines()
+            .find(|l| l.contains("<title>t001</title>"))
+            .unwrap();
+        assert!(
+            best.contains("stroke-width=\"3\"") && best.contains(&ramp(1.0)),
+            "{best}"
+        );
+        assert!(
+            best.contains(&format!("{:.1},{:.1}", LEFT + 2.0 * AXIS_GAP, TOP)),
+            "{best}"
+        );
+        assert!(
+            best.contains(&format!("M{LEFT:.1},{:.1}", TOP + 0.75 * PLOT_H)),
+            "{best}"
+        );
+        let stopped = svg
+            .lines()
+            .find(|l| l.contains("<title>t000</title>"))
+            .unwrap();
         assert!(stopped.contains("stroke-opacity=\"0.35\""), "{stopped}");
-        assert!(svg.contains(">q.score (max)</text>") && svg.contains(">best</text>"), "{svg}");
+        assert!(
+            svg.contains(">q.score (max)</text>") && svg.contains(">best</text>"),
+            "{svg}"
+        );
         // Not adaptive: no chart.
-        let grid = SweepSummary { objective: None, ..summary };
+        let grid = SweepSummary {
+            objective: None,
+            ..summary
+        };
         assert_eq!(parallel_coordinates(&grid), "");
     }
 }

@@ -18,7 +18,9 @@ use super::search::{self, SearchSpec, Trial, TrialResult};
 use super::{assign_labels, typed_value, Sweep, SweepAxis, SweepMode};
 use crate::config::error::{suggestion, ConfigError, ConfigErrors, SourceFile};
 use crate::config::raw::RawExperiment;
-use crate::config::resolve::{finish, resolve_raw, Experiment, Origin, Override, OverrideTarget, VariantInfo};
+use crate::config::resolve::{
+    finish, resolve_raw, Experiment, Origin, Override, OverrideTarget, VariantInfo,
+};
 use crate::registry::Registry;
 
 /// What an adaptive sweep's trials are known to have scored.
@@ -38,7 +40,9 @@ pub enum Looked {
     Unknown,
     Value(TrialResult),
     /// The objective stage is committed but wrote no such number; these are the ones it wrote.
-    NoMetric { written: Vec<String> },
+    NoMetric {
+        written: Vec<String>,
+    },
 }
 
 /// A trial as a lock records it.
@@ -128,11 +132,23 @@ pub(super) fn expand(
     mut errors: Vec<ConfigError>,
     results: SearchResults<'_>,
 ) -> Result<Sweep, ConfigErrors> {
-    let table_span = cx.raw.sweep.as_ref().map(|s| s.span.clone()).unwrap_or_default();
+    let table_span = cx
+        .raw
+        .sweep
+        .as_ref()
+        .map(|s| s.span.clone())
+        .unwrap_or_default();
     for arg in cx.sweep_args {
         errors.push(ConfigError {
-            message: format!("`--sweep` adds a value list, but this is a `{}` sweep", spec.strategy.as_str()),
-            site: crate::config::error::ErrorSite::Override { flag: "--sweep", arg: arg.clone(), span: 0..arg.len() },
+            message: format!(
+                "`--sweep` adds a value list, but this is a `{}` sweep",
+                spec.strategy.as_str()
+            ),
+            site: crate::config::error::ErrorSite::Override {
+                flag: "--sweep",
+                arg: arg.clone(),
+                span: 0..arg.len(),
+            },
             help: Some("search the param in `[sweep] space`, or use `--set` to fix it".into()),
         });
     }
@@ -161,7 +177,11 @@ pub(super) fn expand(
     // Every searched path, checked with a few values of its distribution.
     let mut targets: Vec<Target> = Vec::new();
     let stage_names = base.stage_names();
-    let check_path = |path: &str, key_span: &Range<usize>, value_span: &Range<usize>, errors: &mut Vec<ConfigError>| -> Option<Target> {
+    let check_path = |path: &str,
+                      key_span: &Range<usize>,
+                      value_span: &Range<usize>,
+                      errors: &mut Vec<ConfigError>|
+     -> Option<Target> {
         let Some(target) = OverrideTarget::parse(path) else {
             errors.push(
                 ConfigError::at(key_span.clone(), format!("cannot search `{path}`"))
@@ -172,8 +192,11 @@ pub(super) fn expand(
         if let OverrideTarget::Stage { stage, .. } = &target {
             if !stage_names.contains(&stage.as_str()) {
                 errors.push(
-                    ConfigError::at(key_span.clone(), format!("`[sweep]` names unknown stage `{stage}`"))
-                        .with_help_opt(suggestion(stage, &stage_names, "stages")),
+                    ConfigError::at(
+                        key_span.clone(),
+                        format!("`[sweep]` names unknown stage `{stage}`"),
+                    )
+                    .with_help_opt(suggestion(stage, &stage_names, "stages")),
                 );
                 return None;
             }
@@ -184,10 +207,17 @@ pub(super) fn expand(
                     .with_help("drop the `--set`, or the param from `space`"),
             );
         }
-        Some(Target { path: path.to_owned(), target, key_span: key_span.clone(), value_span: value_span.clone() })
+        Some(Target {
+            path: path.to_owned(),
+            target,
+            key_span: key_span.clone(),
+            value_span: value_span.clone(),
+        })
     };
     for p in &spec.params {
-        let Some(t) = check_path(&p.path, &p.path_span, &p.span, &mut errors) else { continue };
+        let Some(t) = check_path(&p.path, &p.path_span, &p.span, &mut errors) else {
+            continue;
+        };
         for probe in p.distribution.probes() {
             let mut with = cx.sets.to_vec();
             with.push(t.set(probe));
@@ -231,15 +261,23 @@ pub(super) fn expand(
     let resolve_trial = |values: &[(String, Value)], errors: &mut Vec<ConfigError>| {
         let mut with = cx.sets.to_vec();
         for (path, v) in values {
-            if let Some(t) = targets.iter().chain(budget_target.as_ref()).find(|t| t.path == *path) {
+            if let Some(t) = targets
+                .iter()
+                .chain(budget_target.as_ref())
+                .find(|t| t.path == *path)
+            {
                 with.push(t.set(v.clone()));
             }
         }
         resolve(&with, errors)
     };
     let labelled = |t: &Trial| -> Vec<(String, Value)> {
-        let mut values: Vec<(String, Value)> =
-            spec.params.iter().map(|p| p.path.clone()).zip(t.values.iter().cloned()).collect();
+        let mut values: Vec<(String, Value)> = spec
+            .params
+            .iter()
+            .map(|p| p.path.clone())
+            .zip(t.values.iter().cloned())
+            .collect();
         if let (Some(b), Some(budget)) = (&spec.budget, t.budget) {
             values.push((b.path.clone(), Value::from(budget)));
         }
@@ -253,13 +291,23 @@ pub(super) fn expand(
     match results {
         SearchResults::Replay(fixed) => {
             for (index, f) in fixed.iter().enumerate() {
-                let known: Vec<&str> = targets.iter().chain(budget_target.as_ref()).map(|t| t.path.as_str()).collect();
-                if let Some((path, _)) = f.values.iter().find(|(p, _)| !known.contains(&p.as_str())) {
+                let known: Vec<&str> = targets
+                    .iter()
+                    .chain(budget_target.as_ref())
+                    .map(|t| t.path.as_str())
+                    .collect();
+                if let Some((path, _)) = f.values.iter().find(|(p, _)| !known.contains(&p.as_str()))
+                {
                     errors.push(ConfigError::at(table_span.clone(), format!("the lock's trial `{}` sets `{path}`, which this sweep does not search", f.name)).with_help("run `vaepipe lock` again, or restore the sweep the lock was made from"));
                     continue;
                 }
-                let Some(mut exp) = resolve_trial(&f.values, &mut errors) else { continue };
-                exp.variant = Some(VariantInfo { name: f.name.clone(), values: f.values.clone() });
+                let Some(mut exp) = resolve_trial(&f.values, &mut errors) else {
+                    continue;
+                };
+                exp.variant = Some(VariantInfo {
+                    name: f.name.clone(),
+                    values: f.values.clone(),
+                });
                 variants.push(exp);
                 infos.push(TrialInfo {
                     name: f.name.clone(),
@@ -288,8 +336,13 @@ pub(super) fn expand(
                 let mut exps = Vec::new();
                 for t in &generation.trials {
                     let values = labelled(t);
-                    let Some(mut exp) = resolve_trial(&values, &mut errors) else { continue };
-                    exp.variant = Some(VariantInfo { name: t.name(), values });
+                    let Some(mut exp) = resolve_trial(&values, &mut errors) else {
+                        continue;
+                    };
+                    exp.variant = Some(VariantInfo {
+                        name: t.name(),
+                        values,
+                    });
                     exps.push(exp);
                 }
                 if !errors.is_empty() {
@@ -365,7 +418,11 @@ pub(super) fn expand(
     let mut axes: Vec<SweepAxis> = targets
         .iter()
         .chain(budget_target.as_ref())
-        .map(|t| SweepAxis { path: t.path.clone(), label: String::new(), values: Vec::new() })
+        .map(|t| SweepAxis {
+            path: t.path.clone(),
+            label: String::new(),
+            values: Vec::new(),
+        })
         .collect();
     for exp in &variants {
         for (path, v) in exp.variant.iter().flat_map(|i| i.values.iter()) {
@@ -385,6 +442,13 @@ pub(super) fn expand(
         next_generation: if replayed { None } else { next_generation },
         replayed,
     };
-    let sweep = Sweep { base, mode: SweepMode::Grid, axes, metrics: cx.metrics, variants, search: Some(search) };
+    let sweep = Sweep {
+        base,
+        mode: SweepMode::Grid,
+        axes,
+        metrics: cx.metrics,
+        variants,
+        search: Some(search),
+    };
     finish(cx.source, errors, Some(sweep))
 }

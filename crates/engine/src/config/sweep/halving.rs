@@ -33,8 +33,10 @@ pub fn propose(spec: &SearchSpec, g: usize, history: &[(Trial, TrialResult)]) ->
             stopped: Vec::new(),
         };
     }
-    let lower: Vec<&(Trial, TrialResult)> =
-        history.iter().filter(|(t, _)| t.generation == g - 1).collect();
+    let lower: Vec<&(Trial, TrialResult)> = history
+        .iter()
+        .filter(|(t, _)| t.generation == g - 1)
+        .collect();
     if lower.is_empty() || budget.at_rung(g - 1) >= budget.max {
         return Generation::default();
     }

@@ -225,10 +225,13 @@ pub fn propose(spec: &SearchSpec, g: usize, history: &[(Trial, TrialResult)]) ->
             // TPE's "constant liar": within a generation, each trial sees the ones proposed
             // before it as finished with the worst result so far, so a generation spreads out
             // instead of proposing the same point `parallel` times.
-            let worst = history
-                .iter()
-                .map(|(_, r)| r.value)
-                .reduce(|a, b| if spec.goal.better(a, b) { b } else { a });
+            let worst = history.iter().map(|(_, r)| r.value).reduce(|a, b| {
+                if spec.goal.better(a, b) {
+                    b
+                } else {
+                    a
+                }
+            });
             let mut seen: Vec<(Trial, TrialResult)> = history.to_vec();
             let mut trials = Vec::new();
             for i in start..end {
@@ -277,7 +280,10 @@ pub fn propose(spec: &SearchSpec, g: usize, history: &[(Trial, TrialResult)]) ->
 pub fn random_values(spec: &SearchSpec, i: usize) -> Vec<Value> {
     spec.params
         .iter()
-        .map(|p| p.distribution.at(super::space::unit(spec.seed, i, &p.path, "random")))
+        .map(|p| {
+            p.distribution
+                .at(super::space::unit(spec.seed, i, &p.path, "random"))
+        })
         .collect()
 }
 
@@ -365,13 +371,18 @@ pub fn parse_spec(
         Some(f) => int(f, 1, errors).unwrap_or(1) as usize,
         None => {
             errors.push(
-                ConfigError::at(table_span.clone(), format!("a `{}` sweep needs `trials`", strategy.as_str()))
-                    .with_help("add `trials = 16` to `[sweep]`"),
+                ConfigError::at(
+                    table_span.clone(),
+                    format!("a `{}` sweep needs `trials`", strategy.as_str()),
+                )
+                .with_help("add `trials = 16` to `[sweep]`"),
             );
             1
         }
     };
-    let trials_span = trials_field.map(|f| f.span.clone()).unwrap_or(table_span.clone());
+    let trials_span = trials_field
+        .map(|f| f.span.clone())
+        .unwrap_or(table_span.clone());
     let parallel = match field("parallel") {
         Some(f) => int(f, 1, errors).unwrap_or(1) as usize,
         None if strategy == Strategy::Tpe => 4,
@@ -404,8 +415,15 @@ pub fn parse_spec(
             Some((stage, metric)) if !metric.is_empty() && !metric.contains('.') => {
                 if !stage_names.contains(&stage) {
                     errors.push(
-                        ConfigError::at(f.span.clone(), format!("`objective` names unknown stage `{stage}`"))
-                            .with_help_opt(suggestion(stage, stage_names, "stages")),
+                        ConfigError::at(
+                            f.span.clone(),
+                            format!("`objective` names unknown stage `{stage}`"),
+                        )
+                        .with_help_opt(suggestion(
+                            stage,
+                            stage_names,
+                            "stages",
+                        )),
                     );
                 }
                 Some(Objective {
@@ -416,8 +434,14 @@ pub fn parse_spec(
             }
             _ => {
                 errors.push(
-                    ConfigError::at(f.span.clone(), format!("`objective` must be `\"<stage>.<metric>\"`, found {}", f.value))
-                        .with_help("for example `objective = \"vectors.probe_average_accuracy\"`"),
+                    ConfigError::at(
+                        f.span.clone(),
+                        format!(
+                            "`objective` must be `\"<stage>.<metric>\"`, found {}",
+                            f.value
+                        ),
+                    )
+                    .with_help("for example `objective = \"vectors.probe_average_accuracy\"`"),
                 );
                 None
             }
@@ -432,25 +456,38 @@ pub fn parse_spec(
     if raw.space.is_empty() {
         let span = raw.space_span.clone().unwrap_or(table_span.clone());
         errors.push(
-            ConfigError::at(span, format!("a `{}` sweep needs a non-empty `space`", strategy.as_str()))
-                .with_help("add `space.\"stage.train.alfa\" = { log_uniform = [0.1, 10.0] }`"),
+            ConfigError::at(
+                span,
+                format!("a `{}` sweep needs a non-empty `space`", strategy.as_str()),
+            )
+            .with_help("add `space.\"stage.train.alfa\" = { log_uniform = [0.1, 10.0] }`"),
         );
     }
     for axis in &raw.axes {
         errors.push(
             ConfigError::at(
                 axis.path_span.clone(),
-                format!("a `{}` sweep searches `space`, not value lists", strategy.as_str()),
+                format!(
+                    "a `{}` sweep searches `space`, not value lists",
+                    strategy.as_str()
+                ),
             )
-            .with_help(format!("move it into the space: `space.\"{}\" = {{ choice = [...] }}`", axis.path)),
+            .with_help(format!(
+                "move it into the space: `space.\"{}\" = {{ choice = [...] }}`",
+                axis.path
+            )),
         );
     }
     let budget = match (&raw.budget, strategy) {
         (Some((span, fields)), Strategy::Halving) => parse_budget(span, fields, errors),
         (Some((span, _)), _) => {
-            errors.push(
-                ConfigError::at(span.clone(), format!("`budget` only applies to `strategy = \"halving\"`, not `{}`", strategy.as_str())),
-            );
+            errors.push(ConfigError::at(
+                span.clone(),
+                format!(
+                    "`budget` only applies to `strategy = \"halving\"`, not `{}`",
+                    strategy.as_str()
+                ),
+            ));
             None
         }
         (None, Strategy::Halving) => {
@@ -466,7 +503,10 @@ pub fn parse_spec(
         if let Some(p) = params.iter().find(|p| p.path == b.path) {
             errors.push(ConfigError::at(
                 p.path_span.clone(),
-                format!("`{}` is the halving budget; it cannot be searched too", p.path),
+                format!(
+                    "`{}` is the halving budget; it cannot be searched too",
+                    p.path
+                ),
             ));
         }
     }
@@ -498,8 +538,11 @@ fn parse_budget(
     for f in fields {
         if !KEYS.contains(&f.name.as_str()) {
             errors.push(
-                ConfigError::at(f.key_span.clone(), format!("unknown key `{}` in `budget`", f.name))
-                    .with_help_opt(suggestion(&f.name, KEYS, "keys")),
+                ConfigError::at(
+                    f.key_span.clone(),
+                    format!("unknown key `{}` in `budget`", f.name),
+                )
+                .with_help_opt(suggestion(&f.name, KEYS, "keys")),
             );
         }
     }
@@ -516,17 +559,33 @@ fn parse_budget(
     let positive = |f: &RawField, min: u64, errors: &mut Vec<ConfigError>| match f.value.as_u64() {
         Some(n) if n >= min => Some(n),
         _ => {
-            errors.push(ConfigError::at(
-                f.span.clone(),
-                format!("`{}` of `budget` must be an integer ≥ {min}, found {}", f.name, f.value),
-            ).with_help(if f.name == "eta" { "eta is the promotion factor: 2 keeps half of each rung, 3 a third" } else { "the budget is an integer param such as `max_steps`" }));
+            errors.push(
+                ConfigError::at(
+                    f.span.clone(),
+                    format!(
+                        "`{}` of `budget` must be an integer ≥ {min}, found {}",
+                        f.name, f.value
+                    ),
+                )
+                .with_help(if f.name == "eta" {
+                    "eta is the promotion factor: 2 keeps half of each rung, 3 a third"
+                } else {
+                    "the budget is an integer param such as `max_steps`"
+                }),
+            );
             None
         }
     };
     let param = get("param", errors).and_then(|f| match f.value.as_str() {
         Some(p) => Some((p.to_owned(), f.span.clone())),
         None => {
-            errors.push(ConfigError::at(f.span.clone(), format!("`param` of `budget` must be a param path string, found {}", f.value)));
+            errors.push(ConfigError::at(
+                f.span.clone(),
+                format!(
+                    "`param` of `budget` must be a param path string, found {}",
+                    f.value
+                ),
+            ));
             None
         }
     });
@@ -536,7 +595,10 @@ fn parse_budget(
     let eta = get("eta", errors).and_then(|f| positive(f, 2, errors));
     if let (Some(lo), Some(hi), Some(f)) = (min, max, fields.iter().find(|f| f.name == "max")) {
         if hi < lo {
-            errors.push(ConfigError::at(f.span.clone(), format!("`max` of `budget` ({hi}) is below `min` ({lo})")));
+            errors.push(ConfigError::at(
+                f.span.clone(),
+                format!("`max` of `budget` ({hi}) is below `min` ({lo})"),
+            ));
         }
     }
     if errors.len() > before {

@@ -168,7 +168,8 @@ fn distribution_of(
     f: &RawField,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Distribution> {
-    let err = |message: String, help: &str| ConfigError::at(f.span.clone(), message).with_help(help);
+    let err =
+        |message: String, help: &str| ConfigError::at(f.span.clone(), message).with_help(help);
     let name = f.name.as_str();
     if !DISTRIBUTIONS.contains(&name) {
         errors.push(
@@ -232,7 +233,9 @@ fn distribution_of(
     };
     if !(low < high) || !low.is_finite() || !high.is_finite() {
         errors.push(err(
-            format!("`{name}` of `{path}` needs finite bounds with low < high, found [{low}, {high}]"),
+            format!(
+                "`{name}` of `{path}` needs finite bounds with low < high, found [{low}, {high}]"
+            ),
             "write the smaller bound first",
         ));
         return None;
@@ -258,10 +261,22 @@ mod tests {
 
     #[test]
     fn draws_are_a_function_of_their_inputs_and_spread_over_the_unit_interval() {
-        assert_eq!(unit(7, 3, "stage.a.x", "random"), unit(7, 3, "stage.a.x", "random"));
-        assert_ne!(unit(7, 3, "stage.a.x", "random"), unit(7, 4, "stage.a.x", "random"));
-        assert_ne!(unit(7, 3, "stage.a.x", "random"), unit(8, 3, "stage.a.x", "random"));
-        assert_ne!(unit(7, 3, "stage.a.x", "random"), unit(7, 3, "stage.a.y", "random"));
+        assert_eq!(
+            unit(7, 3, "stage.a.x", "random"),
+            unit(7, 3, "stage.a.x", "random")
+        );
+        assert_ne!(
+            unit(7, 3, "stage.a.x", "random"),
+            unit(7, 4, "stage.a.x", "random")
+        );
+        assert_ne!(
+            unit(7, 3, "stage.a.x", "random"),
+            unit(8, 3, "stage.a.x", "random")
+        );
+        assert_ne!(
+            unit(7, 3, "stage.a.x", "random"),
+            unit(7, 3, "stage.a.y", "random")
+        );
         let us: Vec<f64> = (0..1000).map(|i| unit(1, i, "p", "r")).collect();
         assert!(us.iter().all(|u| (0.0..1.0).contains(u)));
         let below_half = us.iter().filter(|u| **u < 0.5).count();
@@ -277,7 +292,10 @@ mod tests {
         assert_eq!(log.at(0.5), json!(1.0));
         assert_eq!(log.at(0.0), json!(0.1));
         let int = Distribution::IntUniform { low: 1, high: 3 };
-        let seen: Vec<Value> = [0.0, 0.34, 0.67, 0.9999].iter().map(|u| int.at(*u)).collect();
+        let seen: Vec<Value> = [0.0, 0.34, 0.67, 0.9999]
+            .iter()
+            .map(|u| int.at(*u))
+            .collect();
         assert_eq!(seen, [json!(1), json!(2), json!(3), json!(3)]);
         let choice = Distribution::Choice(vec![json!("a"), json!(["b", "c"])]);
         assert_eq!(choice.at(0.99), json!(["b", "c"]));

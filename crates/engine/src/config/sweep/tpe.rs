@@ -44,9 +44,7 @@ pub fn propose(spec: &SearchSpec, i: usize, history: &[(Trial, TrialResult)]) ->
                 set.iter().map(|(t, _)| t.values[p].clone()).collect()
             };
             match &param.distribution {
-                Distribution::Choice(options) => {
-                    choose(options, &of(good), &of(bad), &mut draws)
-                }
+                Distribution::Choice(options) => choose(options, &of(good), &of(bad), &mut draws),
                 numeric => numeric_proposal(numeric, &of(good), &of(bad), &mut draws),
             }
         })
@@ -63,14 +61,26 @@ struct Axis {
 impl Axis {
     fn of(d: &Distribution) -> Axis {
         match d {
-            Distribution::Uniform { low, high } => Axis { low: *low, high: *high, log: false },
-            Distribution::LogUniform { low, high } => Axis { low: low.ln(), high: high.ln(), log: true },
+            Distribution::Uniform { low, high } => Axis {
+                low: *low,
+                high: *high,
+                log: false,
+            },
+            Distribution::LogUniform { low, high } => Axis {
+                low: low.ln(),
+                high: high.ln(),
+                log: true,
+            },
             Distribution::IntUniform { low, high } => Axis {
                 low: *low as f64 - 0.5,
                 high: *high as f64 + 0.5,
                 log: false,
             },
-            Distribution::Choice(_) => Axis { low: 0.0, high: 1.0, log: false },
+            Distribution::Choice(_) => Axis {
+                low: 0.0,
+                high: 1.0,
+                log: false,
+            },
         }
     }
     fn inward(&self, v: &Value) -> Option<f64> {
@@ -139,7 +149,9 @@ fn numeric_proposal(d: &Distribution, good: &[Value], bad: &[Value], draws: &mut
     match d {
         Distribution::Uniform { low, high } => float(x, *low, *high),
         Distribution::LogUniform { low, high } => float(x.exp(), *low, *high),
-        Distribution::IntUniform { low, high } => Value::from((x.round() as i64).clamp(*low, *high)),
+        Distribution::IntUniform { low, high } => {
+            Value::from((x.round() as i64).clamp(*low, *high))
+        }
         Distribution::Choice(_) => Value::Null,
     }
 }
@@ -150,7 +162,11 @@ fn choose(options: &[Value], good: &[Value], bad: &[Value], draws: &mut Draws) -
         (set.iter().filter(|v| *v == o).count() as f64 + 1.0) / (set.len() as f64 + k)
     };
     let l: Vec<f64> = options.iter().map(|o| freq(good, o)).collect();
-    let ratio: Vec<f64> = options.iter().zip(&l).map(|(o, lo)| lo / freq(bad, o)).collect();
+    let ratio: Vec<f64> = options
+        .iter()
+        .zip(&l)
+        .map(|(o, lo)| lo / freq(bad, o))
+        .collect();
     let mut best: Option<usize> = None;
     for _ in 0..CANDIDATES {
         let mut u = draws.next_unit();
@@ -177,12 +193,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(strategy: Strategy, distribution: Distribution, trials: usize, goal: Goal) -> SearchSpec {
+    fn spec(
+        strategy: Strategy,
+        distribution: Distribution,
+        trials: usize,
+        goal: Goal,
+    ) -> SearchSpec {
         SearchSpec {
             strategy,
             strategy_span: 0..0,
             seed: 7,
-            objective: Objective { stage: "q".into(), metric: "y".into(), span: 0..0 },
+            objective: Objective {
+                stage: "q".into(),
+                metric: "y".into(),
+                span: 0..0,
+            },
             goal,
             trials,
             trials_span: 0..0,
@@ -216,21 +241,36 @@ mod tests {
 
     /// The first trial whose value is within `tol` of the optimum (or the trial count).
     fn trials_to_reach(h: &[(Trial, TrialResult)], best: f64, tol: f64) -> usize {
-        h.iter().position(|(_, r)| (r.value - best).abs() <= tol).map_or(h.len(), |i| i + 1)
+        h.iter()
+            .position(|(_, r)| (r.value - best).abs() <= tol)
+            .map_or(h.len(), |i| i + 1)
     }
 
     #[test]
     fn tpe_finds_the_top_of_a_quadratic_in_fewer_trials_than_random() {
         let quadratic = |v: &Value| 1.0 - (v.as_f64().unwrap() - 0.73).powi(2);
-        let d = Distribution::Uniform { low: -2.0, high: 3.0 };
+        let d = Distribution::Uniform {
+            low: -2.0,
+            high: 3.0,
+        };
         let tpe = simulate(&spec(Strategy::Tpe, d.clone(), 60, Goal::Max), quadratic);
         let random = simulate(&spec(Strategy::Random, d, 60, Goal::Max), quadratic);
-        let (t, r) = (trials_to_reach(&tpe, 1.0, 1e-3), trials_to_reach(&random, 1.0, 1e-3));
-        assert!(t < r, "tpe reached the optimum after {t} trials, random after {r}");
-        let best = |h: &[(Trial, TrialResult)]| h.iter().map(|(_, r)| r.value).fold(f64::MIN, f64::max);
+        let (t, r) = (
+            trials_to_reach(&tpe, 1.0, 1e-3),
+            trials_to_reach(&random, 1.0, 1e-3),
+        );
+        assert!(
+            t < r,
+            "tpe reached the optimum after {t} trials, random after {r}"
+        );
+        let best =
+            |h: &[(Trial, TrialResult)]| h.iter().map(|(_, r)| r.value).fold(f64::MIN, f64::max);
         let (bt, br) = (best(&tpe), best(&random));
         eprintln!("quadratic: tpe within 1e-3 after {t} trials, random after {r}; best of 60: tpe {bt}, random {br}");
-        assert!(bt > br && bt > 1.0 - 1e-3, "best of 60: tpe {bt}, random {br}");
+        assert!(
+            bt > br && bt > 1.0 - 1e-3,
+            "best of 60: tpe {bt}, random {br}"
+        );
         // The first trials (the random start-up) are random's own.
         assert_eq!(tpe[0].0.values, random[0].0.values);
     }
@@ -242,8 +282,13 @@ mod tests {
         let d = Distribution::Choice(options);
         let tpe = simulate(&spec(Strategy::Tpe, d.clone(), 30, Goal::Min), loss);
         let random = simulate(&spec(Strategy::Random, d, 30, Goal::Min), loss);
-        let hits = |h: &[(Trial, TrialResult)]| h[10..].iter().filter(|(_, r)| r.value < 0.5).count();
-        eprintln!("choice: c4 chosen after start-up by tpe {} times of 20, random {}", hits(&tpe), hits(&random));
+        let hits =
+            |h: &[(Trial, TrialResult)]| h[10..].iter().filter(|(_, r)| r.value < 0.5).count();
+        eprintln!(
+            "choice: c4 chosen after start-up by tpe {} times of 20, random {}",
+            hits(&tpe),
+            hits(&random)
+        );
         assert!(
             hits(&tpe) > 2 * hits(&random).max(1),
             "after start-up tpe chose c4 {} times of 20, random {}",
@@ -254,12 +299,27 @@ mod tests {
 
     #[test]
     fn log_and_integer_params_stay_in_range_and_are_typed() {
-        let d = Distribution::LogUniform { low: 1e-4, high: 1e-1 };
-        let h = simulate(&spec(Strategy::Tpe, d, 20, Goal::Max), |v| -(v.as_f64().unwrap().log10() + 2.0).abs());
-        assert!(h.iter().all(|(t, _)| (1e-4..=1e-1).contains(&t.values[0].as_f64().unwrap())));
+        let d = Distribution::LogUniform {
+            low: 1e-4,
+            high: 1e-1,
+        };
+        let h = simulate(&spec(Strategy::Tpe, d, 20, Goal::Max), |v| {
+            -(v.as_f64().unwrap().log10() + 2.0).abs()
+        });
+        assert!(h
+            .iter()
+            .all(|(t, _)| (1e-4..=1e-1).contains(&t.values[0].as_f64().unwrap())));
         let d = Distribution::IntUniform { low: 1, high: 9 };
-        let h = simulate(&spec(Strategy::Tpe, d, 20, Goal::Max), |v| -((v.as_i64().unwrap() - 6) as f64).abs());
+        let h = simulate(&spec(Strategy::Tpe, d, 20, Goal::Max), |v| {
+            -((v.as_i64().unwrap() - 6) as f64).abs()
+        });
         assert!(h.iter().all(|(t, _)| t.values[0].is_i64()));
-        assert!(h[10..].iter().filter(|(t, _)| t.values[0] == json!(6)).count() >= 5);
+        assert!(
+            h[10..]
+                .iter()
+                .filter(|(t, _)| t.values[0] == json!(6))
+                .count()
+                >= 5
+        );
     }
 }
