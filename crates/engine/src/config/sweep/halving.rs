@@ -90,3 +90,116 @@ pub fn propose(spec: &SearchSpec, g: usize, history: &[(Trial, TrialResult)]) ->
     stopped.sort();
     Generation { trials, stopped }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+mod tests {
+    use super::super::search::{Budget, Goal, Objective, Strategy};
+    use super::super::space::{Distribution, SearchParam};
+    use super::*;
+
+    fn spec(trials: usize, min: u64, max: u64, eta: u64, goal: Goal) -> SearchSpec {
+        SearchSpec {
+            strategy: Strategy::Halving,
+            strategy_span: 0..0,
+            seed: 3,
+            objective: Objective {
+                stage: "q".into(),
+                metric: "acc".into(),
+                span: 0..0,
+            },
+            goal,
+            trials,
+            trials_span: 0..0,
+            parallel: trials,
+            params: vec![SearchParam {
+                path: "stage.q.x".into(),
+                path_span: 0..0,
+                span: 0..0,
+                distribution: Distribution::Uniform {
+                    low: 0.0,
+                    high: 1.0,
+                },
+            }],
+            budget: Some(Budget {
+                path: "stage.q.steps".into(),
+                path_span: 0..0,
+                min,
+                min_span: 0..0,
+                max,
+                eta,
+            }),
+        }
+    }
+
+    #[test]
+    fn rungs_multiply_the_budget_by_eta_up_to_max_and_count_every_trial() {
+        let s = spec(27, 400, 6400, 3, Goal::Max);
+        let b = s.budget.as_ref().unwrap();
+        let budgets: Vec<u64> = (0..5).map(|k| b.at_rung(k)).collect();
+        assert_eq!(budgets, [400, 1200, 3600, 6400, 6400]);
+        assert_eq!(s.max_trials(), 27 + 9 + 3 + 1);
+        assert_eq!(spec(8, 1, 100, 2, Goal::Max).max_trials(), 8 + 4 + 2 + 1);
+    }
+
+    #[test]
+    fn the_best_third_is_promoted_ties_broken_by_key_and_the_rest_told_why() {
+        // Trial i scores i % 4 (ties between 1, 5; 2, 6; 3, 7), keys in reverse of the index.
+        let s = spec(9, 10, 90, 3, Goal::Max);
+        let rung0 = propose(&s, 0, &[]).trials;
+        let history: Vec<(Trial, TrialResult)> = rung0
+            .into_iter()
+            .map(|t| {
+                let r = TrialResult {
+                    value: (t.index % 4) as f64,
+                    key: format!("k{}", 9 - t.index),
+                };
+                (t, r)
+            })
+            .collect();
+        let next = propose(&s, 1, &history);
+        // Value 3: trials 3 and 7; value 2: trials 2 and 6, and 6 has the smaller key (k3 < k7).
+        let from: Vec<Option<usize>> = next.trials.iter().map(|t| t.promoted_from).collect();
+        assert_eq!(from, [Some(3), Some(6), Some(7)]);
+        assert!(next
+            .trials
+            .iter()
+            .all(|t| t.budget == Some(30) && t.rung == Some(1)));
+        assert_eq!(next.trials[0].index, 9);
+        assert_eq!(next.trials[0].values, history[3].0.values);
+        assert_eq!(
+            next.trials[0].origin,
+            "halving rung 1, promoted from trial 3"
+        );
+        let reasons: std::collections::BTreeMap<usize, String> = next.stopped.into_iter().collect();
+        assert_eq!(reasons.len(), 6);
+        assert_eq!(
+            reasons[&2],
+            "rung 0: acc 2 ties cutoff 2 and loses on key, rank 4 of 9"
+        );
+        assert_eq!(reasons[&0], "rung 0: acc 0 < cutoff 2, rank 9 of 9");
+        // Under `min`, the lowest values go on.
+        let s = spec(9, 10, 90, 3, Goal::Min);
+        let next = propose(&s, 1, &history);
+        let from: Vec<Option<usize>> = next.trials.iter().map(|t| t.promoted_from).collect();
+        assert_eq!(from, [Some(0), Some(4), Some(8)]);
+        // The rung that reached `max` is the last.
+        let mut all = history.clone();
+        for (k, t) in propose(&spec(9, 10, 30, 3, Goal::Max), 1, &history)
+            .trials
+            .into_iter()
+            .enumerate()
+        {
+            all.push((
+                t,
+                TrialResult {
+                    value: k as f64,
+                    key: String::new(),
+                },
+            ));
+        }
+        assert!(propose(&spec(9, 10, 30, 3, Goal::Max), 2, &all)
+            .trials
+            .is_empty());
+    }
+}
