@@ -3,6 +3,8 @@
 //! determinism whatever the finish order, resuming after a kill, raising `trials`, halving's
 //! promotions and stop reasons, `plan` before anything runs, lock replay, and config errors.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a test failure
+
 mod support;
 
 use std::collections::BTreeMap;

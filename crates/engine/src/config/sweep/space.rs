@@ -231,7 +231,7 @@ fn distribution_of(
         ));
         return None;
     };
-    if !(low < high) || !low.is_finite() || !high.is_finite() {
+    if low >= high || !low.is_finite() || !high.is_finite() {
         errors.push(err(
             format!(
                 "`{name}` of `{path}` needs finite bounds with low < high, found [{low}, {high}]"
