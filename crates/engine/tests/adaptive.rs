@@ -365,6 +365,15 @@ fn table_at(p: &Project, runs: &str) -> Vec<String> {
     trials(&copy)
 }
 
+/// The `--> file:line:col` lines of rendered config errors.
+fn error_sites(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("-->"))
+        .map(str::trim)
+        .collect()
+}
+
 #[test]
 fn adaptive_config_errors_land_at_their_spans_all_in_one_pass() {
     let p = Project::new();
@@ -374,12 +383,7 @@ fn adaptive_config_errors_land_at_their_spans_all_in_one_pass() {
     );
     let r = p.run(&["plan", "exp.toml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let locations: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("-->"))
-        .map(str::trim)
-        .collect();
+    let locations = error_sites(&r.stderr);
     assert_eq!(
         locations,
         [
@@ -421,12 +425,7 @@ fn adaptive_config_errors_land_at_their_spans_all_in_one_pass() {
     );
     let r = p.run(&["plan", "exp.toml"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    let locations: Vec<&str> = r
-        .stderr
-        .lines()
-        .filter(|l| l.contains("-->"))
-        .map(str::trim)
-        .collect();
+    let locations = error_sites(&r.stderr);
     assert_eq!(
         locations,
         [

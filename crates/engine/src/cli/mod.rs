@@ -319,15 +319,12 @@ pub(crate) fn load_sweep(
     sweep: &SweepArgs,
     global: &GlobalArgs,
 ) -> Result<crate::config::Sweep, CliError> {
-    let first = crate::config::load_sweep_capped(
+    let first = search::load(
         file,
         registry,
         set,
-        &sweep.sweep,
-        sweep.sweep_mode,
-        sweep
-            .max_variants
-            .unwrap_or(crate::config::DEFAULT_MAX_VARIANTS),
+        sweep,
+        crate::config::SearchResults::Nothing,
     )?;
     search::with_results(file, registry, set, sweep, global, first)
 }

@@ -40,6 +40,23 @@ pub(super) fn with_results(
             .map(|exp| objective_of(exp, &store, &runs_dir, &stage, &metric))
             .collect()
     };
+    load(
+        file,
+        registry,
+        set,
+        args,
+        SearchResults::Lookup(&mut lookup),
+    )
+}
+
+/// Loads the file with its `--set`s and `--sweep`s, and `results` for an adaptive sweep.
+pub(super) fn load(
+    file: &Path,
+    registry: &Registry,
+    set: &[String],
+    args: &SweepArgs,
+    results: SearchResults<'_>,
+) -> Result<Sweep, CliError> {
     Ok(crate::config::load_sweep_searching(
         file,
         registry,
@@ -48,7 +65,7 @@ pub(super) fn with_results(
         args.sweep_mode,
         args.max_variants
             .unwrap_or(crate::config::DEFAULT_MAX_VARIANTS),
-        SearchResults::Lookup(&mut lookup),
+        results,
     )?)
 }
 
@@ -102,16 +119,7 @@ pub(super) fn load_locked(
     if trials.is_empty() {
         return super::load_sweep(file, registry, set, args, global);
     }
-    Ok(crate::config::load_sweep_searching(
-        file,
-        registry,
-        set,
-        &args.sweep,
-        args.sweep_mode,
-        args.max_variants
-            .unwrap_or(crate::config::DEFAULT_MAX_VARIANTS),
-        SearchResults::Replay(&trials),
-    )?)
+    load(file, registry, set, args, SearchResults::Replay(&trials))
 }
 
 /// The lines `plan` prints for an adaptive sweep: a header, one line per trial (name, values,
