@@ -309,7 +309,11 @@ fn expand(
     }
     let mode = match (mode, &raw_sweep.mode) {
         (Some(m), _) => m,
-        (None, None) => SweepMode::Grid,
+        // `strategy = "zip"` says what `mode = "zip"` says.
+        (None, None) => match raw_sweep.settings.iter().find(|f| f.name == "strategy") {
+            Some(f) if f.value.as_str() == Some("zip") => SweepMode::Zip,
+            _ => SweepMode::Grid,
+        },
         (None, Some(m)) => match m.get_ref().as_str() {
             "grid" => SweepMode::Grid,
             "zip" => SweepMode::Zip,
@@ -924,6 +928,25 @@ mod tests {
                 "loss_features-Conv2d_1a_3x3_gen.alfa-2_train.alfa-3",
                 "loss_features-Conv2d_1a_3x3+Conv2d_2a_3x3_gen.alfa-2_train.alfa-3"
             ]
+        );
+    }
+
+    #[test]
+    fn strategy_zip_is_mode_zip_and_adaptive_keys_need_a_strategy() {
+        let text = format!("{EXP}\n[sweep]\nstrategy = \"zip\"\n\"stage.train.alfa\" = [0.5, 1]\n\"stage.train.beta\" = [3, 4]\n");
+        assert_eq!(
+            names(&load(&text, &[], None).unwrap()),
+            ["alfa-0.5_beta-3", "alfa-1_beta-4"]
+        );
+        check_errors(
+            &format!("{EXP}\n[sweep]\ntrials = 4\n\"stage.train.alfa\" = [0.5, 1]\n"),
+            &[],
+            &["9:1 `trials` only applies to an adaptive sweep [add `strategy = \"random\"`, `\"tpe\"` or `\"halving\"`]"],
+        );
+        check_errors(
+            &format!("{EXP}\n[sweep]\nstrategy = \"hyperband\"\n"),
+            &[],
+            &["9:12 unknown sweep strategy `hyperband` [expected one of the strategies: `grid`, `zip`, `random`, `tpe`, `halving`]"],
         );
     }
 
