@@ -76,6 +76,74 @@ pub struct LockFile {
     pub inputs: BTreeMap<String, LockedInput>,
     /// By `<stage>`, or `<variant>/<stage>` in a sweep.
     pub stages: BTreeMap<String, LockedStage>,
+    /// An adaptive sweep's trial list, in trial order: `run --locked` replays exactly these
+    /// trials instead of proposing again (a rerun's metrics may shift on a GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<LockedTrial>,
+}
+
+/// One trial of an adaptive sweep, as it was proposed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedTrial {
+    pub name: String,
+    pub generation: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<usize>,
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// Param path → its value as JSON text.
+    pub values: BTreeMap<String, String>,
+}
+
+impl LockFile {
+    /// The locked trial list, as the config layer replays it.
+    pub fn fixed_trials(&self) -> Vec<crate::config::FixedTrial> {
+        self.trials
+            .iter()
+            .map(|t| crate::config::FixedTrial {
+                name: t.name.clone(),
+                generation: t.generation,
+                rung: t.rung,
+                origin: t.origin.clone(),
+                stop_reason: t.stop_reason.clone(),
+                values: t
+                    .values
+                    .iter()
+                    .map(|(path, text)| {
+                        let value = serde_json::from_str(text)
+                            .unwrap_or_else(|_| serde_json::Value::String(text.clone()));
+                        (path.clone(), value)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// The trial list of an adaptive sweep (empty for grid/zip).
+fn locked_trials(sweep: &Sweep) -> Vec<LockedTrial> {
+    let Some(search) = &sweep.search else {
+        return Vec::new();
+    };
+    search
+        .trials
+        .iter()
+        .zip(&sweep.variants)
+        .map(|(t, exp)| LockedTrial {
+            name: t.name.clone(),
+            generation: t.generation,
+            rung: t.rung,
+            origin: t.origin.clone(),
+            stop_reason: t.stop_reason.clone(),
+            values: exp
+                .variant
+                .iter()
+                .flat_map(|v| v.values.iter())
+                .map(|(path, v)| (path.clone(), v.to_string()))
+                .collect(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +341,7 @@ pub fn build(
         arguments,
         inputs,
         stages,
+        trials: locked_trials(sweep),
     })
 }
 
@@ -678,6 +747,14 @@ mod tests {
                     outputs: BTreeMap::from([("dir/x.txt".into(), "cd".into())]),
                 },
             )]),
+            trials: vec![LockedTrial {
+                name: "t003-r1".into(),
+                generation: 1,
+                rung: Some(1),
+                origin: "halving rung 1, promoted from trial 3".into(),
+                stop_reason: None,
+                values: BTreeMap::from([("stage.train.alfa".into(), "0.5".into())]),
+            }],
         };
         let text = lock.to_toml();
         assert!(

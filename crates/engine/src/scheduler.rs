@@ -196,6 +196,12 @@ pub fn plan_sweep(
                 node.links.push(Path::new(&sweep.base.name).join(&first));
                 continue;
             }
+            // An adaptive sweep's trials are named after their index, not their float values.
+            if sweep.search.is_some() {
+                let trial = sweep.variants[node.users[0].0].variant.as_ref();
+                node.name = format!("{}/{first}", trial.map_or("", |t| t.name.as_str()));
+                continue;
+            }
             let agreed: Vec<(&str, &serde_json::Value)> = sweep
                 .axes
                 .iter()

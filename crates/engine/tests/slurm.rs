@@ -380,3 +380,52 @@ fn slurm_cancel_cancels_running_and_queued_jobs() {
         "a cancelled job commits nothing"
     );
 }
+
+#[test]
+fn slurm_adaptive_sweep_submits_each_generation_as_one_batch_and_equals_a_local_run() {
+    if !slurm_enabled(
+        "slurm_adaptive_sweep_submits_each_generation_as_one_batch_and_equals_a_local_run",
+    ) {
+        return;
+    }
+    let exp = "[stage.q]\nkind = \"quadratic\"\n\n[sweep]\nstrategy = \"tpe\"\nseed = 3\nobjective = \"q.score\"\ntrials = 12\nparallel = 4\nspace.\"stage.q.x\" = { uniform = [-1.0, 2.0] }\n";
+    let local = Project::new();
+    local.file("exp.toml", exp);
+    local.ok(&["run", "exp.toml"]);
+    let want = fs::read_to_string(local.dir.join("runs/exp/sweep.csv")).unwrap();
+
+    let p = Project::new();
+    p.file("exp.toml", exp);
+    // Generation 0 goes in one batch; nothing of generation 1 exists before its results.
+    let r = p.ok(&["run", "exp.toml", "--executor", "slurm"]);
+    let names: Vec<String> = submitted(&r.stdout).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["t000/q", "t001/q", "t002/q", "t003/q"],
+        "{}",
+        r.stdout
+    );
+    wait_until("generation 0 to finish", || {
+        p.ok(&["plan", "exp.toml"])
+            .stdout
+            .contains("next: generation 1")
+    });
+    let r = p.ok(&["run", "exp.toml", "--executor", "slurm"]);
+    let names: Vec<String> = submitted(&r.stdout).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["t004/q", "t005/q", "t006/q", "t007/q"],
+        "{}",
+        r.stdout
+    );
+    // With --wait it carries on generation by generation to the end.
+    let r = p.ok(&["run", "exp.toml", "--executor", "slurm", "--wait"]);
+    assert!(r.stdout.contains("t008/q: submitted job"), "{}", r.stdout);
+    let got = fs::read_to_string(p.dir.join("runs/exp/sweep.csv")).unwrap();
+    let proposals = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(proposals(&got), proposals(&want));
+}

@@ -8,7 +8,11 @@
 //! `fail` (returns an error or panics), `count` (appends a line to a counter file outside the
 //! cache, optionally waiting for a release file, so tests can count executions; with `score` it
 //! also writes a `metrics.json` with the conventional sweep-table fields), `extend` (a
-//! resumable chain of `steps` hash steps whose budget `steps` is extendable, for warm starts).
+//! resumable chain of `steps` hash steps whose budget `steps` is extendable, for warm starts),
+//! `quadratic` (an objective with a known optimum for adaptive sweeps: `score = 1 - (x - 0.3)² +
+//! bonus(level) - 0.5 / steps`, written to `metrics.json` with `loss = -score`; it counts its
+//! runs like `count`; `ENGINE_TESTBED_SCORE_SHIFT=s` adds `s·x`, as a rerun elsewhere might
+//! shift a metric).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -46,7 +50,8 @@ fn main() -> ExitCode {
         .with::<Slow>()
         .with::<Fail>()
         .with::<Count>()
-        .with::<Extend>();
+        .with::<Extend>()
+        .with::<Quadratic>();
     match cli.command {
         Command::Engine(cmd) => vaepipe_engine::execute(
             cmd,
@@ -380,6 +385,82 @@ impl Stage for Extend {
             cx.out_dir().join(EXTEND_STATE),
             format!("{} {value}", p.steps),
         )?;
+        Ok(())
+    }
+}
+
+struct Quadratic;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct QuadraticParams {
+    x: f64,
+    /// `best` adds 0.25 to the score, `good` 0.1, anything else nothing.
+    level: String,
+    /// The budget: more steps, a little better (`- 0.5 / steps`).
+    steps: u32,
+    /// Appends `x steps` per execution, when given (outside the cache).
+    counter: Option<PathBuf>,
+    /// Sleeps `x × sleep_ms_per_x` ms, so trials finish in the order of their `x`.
+    sleep_ms_per_x: f64,
+}
+
+impl Default for QuadraticParams {
+    fn default() -> Self {
+        QuadraticParams {
+            x: 0.0,
+            level: "plain".into(),
+            steps: 1,
+            counter: None,
+            sleep_ms_per_x: 0.0,
+        }
+    }
+}
+
+impl Stage for Quadratic {
+    const KIND: &'static str = "quadratic";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "writes `score = 1 - (x - 0.3)^2 + bonus(level) - 0.5 / steps` to metrics.json";
+    type Params = QuadraticParams;
+
+    fn validate(p: &QuadraticParams) -> Vec<ParamIssue> {
+        if p.steps == 0 {
+            return vec![ParamIssue {
+                path: "steps".into(),
+                message: "`steps` must be at least 1".into(),
+                help: None,
+            }];
+        }
+        Vec::new()
+    }
+
+    fn run(p: &QuadraticParams, cx: &mut StageCx<'_>) -> anyhow::Result<()> {
+        if let Some(counter) = &p.counter {
+            if let Some(parent) = counter.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(counter)?;
+            writeln!(f, "{} {}", p.x, p.steps)?;
+        }
+        let sleep = (p.x.abs() * p.sleep_ms_per_x).min(5_000.0);
+        std::thread::sleep(Duration::from_millis(sleep as u64));
+        let bonus = match p.level.as_str() {
+            "best" => 0.25,
+            "good" => 0.1,
+            _ => 0.0,
+        };
+        // A rerun on other hardware may shift metrics; tests simulate that with this variable.
+        let shift: f64 = std::env::var("ENGINE_TESTBED_SCORE_SHIFT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        let score = 1.0 - (p.x - 0.3).powi(2) + bonus - 0.5 / f64::from(p.steps) + shift * p.x;
+        let m = serde_json::json!({ "score": score, "loss": -score, "steps": p.steps });
+        std::fs::write(cx.out_dir().join("metrics.json"), m.to_string())?;
         Ok(())
     }
 }

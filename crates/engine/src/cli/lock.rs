@@ -22,7 +22,7 @@ pub struct LockArgs {
 }
 
 pub fn lock(args: LockArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep, global)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let plan = scheduler::plan_sweep(
         &sweep,

@@ -70,6 +70,7 @@ mod lock;
 mod output;
 mod plan;
 mod run;
+mod search;
 mod slurm;
 mod verify;
 
@@ -309,22 +310,23 @@ pub(crate) fn runs_dir(global: &GlobalArgs) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("runs"))
 }
 
+/// Loads an experiment file with its `--set`s and `--sweep`s; an adaptive sweep comes with every
+/// trial the cache has results for, then its next generation (`cli::search`).
 pub(crate) fn load_sweep(
     file: &Path,
     registry: &Registry,
     set: &[String],
     sweep: &SweepArgs,
+    global: &GlobalArgs,
 ) -> Result<crate::config::Sweep, CliError> {
-    Ok(crate::config::load_sweep_capped(
+    let first = search::load(
         file,
         registry,
         set,
-        &sweep.sweep,
-        sweep.sweep_mode,
-        sweep
-            .max_variants
-            .unwrap_or(crate::config::DEFAULT_MAX_VARIANTS),
-    )?)
+        sweep,
+        crate::config::SearchResults::Nothing,
+    )?;
+    search::with_results(file, registry, set, sweep, global, first)
 }
 
 /// Loads an experiment file (with `--set`/`--sweep`), opens its cache and plans every stage.
@@ -342,7 +344,7 @@ pub(crate) fn plan_file(
     ),
     CliError,
 > {
-    let sweep = load_sweep(file, registry, set, sweep)?;
+    let sweep = load_sweep(file, registry, set, sweep, global)?;
     let store = crate::cache::CacheStore::open(&cache_dir(global, Some(&sweep.base)))?;
     let plan = crate::scheduler::plan_sweep(
         &sweep,

@@ -134,7 +134,7 @@ fn write_outputs(
                 format!(
                     " · {} variants ({})",
                     sweep.variants.len(),
-                    sweep.mode.as_str()
+                    sweep.strategy_name()
                 )
             } else {
                 String::new()

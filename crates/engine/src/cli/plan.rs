@@ -31,7 +31,7 @@ pub struct PlanArgs {
 }
 
 pub fn plan(args: PlanArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep, global)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let options = PlanOptions {
         only: args.only,
@@ -41,6 +41,7 @@ pub fn plan(args: PlanArgs, global: &GlobalArgs, registry: &Registry) -> Result<
     if sweep.is_sweep() {
         print!("{}", render_sweep_header(&sweep, &plan));
     }
+    print!("{}", super::search::render_trials(&sweep));
     print!(
         "{}",
         render_plan(&sweep.base, &plan.plan, global.verbose > 0)
@@ -55,7 +56,7 @@ pub fn render_sweep_header(sweep: &crate::config::Sweep, plan: &SweepPlan) -> St
     format!(
         "sweep: {} variants ({} over {}); {} distinct stages of {total}\n",
         sweep.variants.len(),
-        sweep.mode.as_str(),
+        sweep.strategy_name(),
         labels.join(" × "),
         plan.plan.stages.len()
     )

@@ -64,32 +64,114 @@ pub fn run(
     hooks: &Hooks,
 ) -> Result<(), CliError> {
     let started = Instant::now();
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
-    let exp = &sweep.base;
-    let store = CacheStore::open(&super::cache_dir(global, Some(exp)))?;
+    let load = |args: &RunArgs| {
+        if args.locked {
+            super::search::load_locked(&args.file, registry, &args.set, &args.sweep, global)
+        } else {
+            super::load_sweep(&args.file, registry, &args.set, &args.sweep, global)
+        }
+    };
+    let mut sweep = load(&args)?;
+    let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let runs_dir = super::runs_dir(global);
     let options = PlanOptions {
         only: args.only.clone(),
         force: args.force.clone(),
     };
+    let executor = Executor::new(args.executor.unwrap_or(sweep.base.executor.kind));
+    let slurm_returns_early = matches!(executor, Executor::Slurm(_)) && !args.wait;
+
+    // An adaptive sweep: run each generation whose results are missing (all its trials at once),
+    // then propose again from the cache, until no generation is left; the last pass below then
+    // finds every trial fresh and writes the reports. A replayed lock proposes nothing.
+    let mut last_generation = None;
+    let mut ran_earlier: std::collections::HashMap<String, scheduler::Outcome> = Default::default();
+    while let Some(g) = sweep.search.as_ref().and_then(|s| s.next_generation) {
+        if slurm_returns_early {
+            break;
+        }
+        if last_generation == Some(g) {
+            return Err(CliError::Failed(format!(
+                "generation {g} ran but its objective is still unknown; does `--only` leave out the objective's stage?"
+            )));
+        }
+        last_generation = Some(g);
+        let trials = sweep
+            .search
+            .as_ref()
+            .map(|s| {
+                s.next_trials()
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        tracing::info!(
+            "{}: generation {g}, trials {}",
+            sweep.strategy_name(),
+            trials.join(", ")
+        );
+        let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
+        if args.locked {
+            super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
+        }
+        let report = match &executor {
+            Executor::Slurm(slurm) => {
+                run_slurm(
+                    slurm,
+                    &args,
+                    &sweep,
+                    &sweep_plan,
+                    &store,
+                    &runs_dir,
+                    global,
+                    hooks,
+                    started,
+                )?;
+                None
+            }
+            Executor::Local => Some(run_local(
+                &args,
+                global,
+                &sweep,
+                &sweep_plan,
+                &store,
+                &runs_dir,
+                hooks,
+                true,
+            )?),
+        };
+        if let Some(report) = report {
+            if report.cancelled() || !report.all_succeeded() || crate::signal::caught().is_some() {
+                return finish(
+                    started,
+                    &sweep,
+                    &sweep_plan,
+                    &report,
+                    &store,
+                    &runs_dir,
+                    hooks,
+                );
+            }
+            for (_, outcome) in report.results {
+                if let scheduler::Outcome::Ran { key, .. } = &outcome {
+                    ran_earlier.insert(key.to_string(), outcome.clone());
+                }
+            }
+        }
+        sweep = load(&args)?;
+    }
+
+    let exp = &sweep.base;
     let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
     if args.locked {
         super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
         tracing::info!("inputs and config match the lock");
     }
-    let executor = Executor::new(args.executor.unwrap_or(exp.executor.kind));
     if let Executor::Slurm(slurm) = &executor {
-        let request = super::slurm::SlurmRun {
-            file: &args.file,
-            set: &args.set,
-            sweep_args: &args.sweep,
-            device: args.device.as_deref(),
-            threads: args.threads,
-            wait: args.wait,
-        };
-        return super::slurm::run(
+        return run_slurm(
             slurm,
-            &request,
+            &args,
             &sweep,
             &sweep_plan,
             &store,
@@ -120,8 +202,80 @@ pub fn run(
             tracing::debug!("stage `{}` is dirty: {}", ps.name, text.join("; "));
         }
     }
+    let mut report = run_local(
+        &args,
+        global,
+        &sweep,
+        &sweep_plan,
+        &store,
+        &runs_dir,
+        hooks,
+        false,
+    )?;
+    // What an earlier generation of this invocation ran is reported as run, not as a hit.
+    for (_, outcome) in &mut report.results {
+        if let scheduler::Outcome::Hit { key, .. } = outcome {
+            if let Some(ran) = ran_earlier.get(key.as_str()) {
+                *outcome = ran.clone();
+            }
+        }
+    }
+    finish(
+        started,
+        &sweep,
+        &sweep_plan,
+        &report,
+        &store,
+        &runs_dir,
+        hooks,
+    )
+}
 
-    if plan
+/// Hands the planned sweep to Slurm (`cli::slurm`): returns once submitted, or with `--wait`
+/// once the jobs are done.
+#[allow(clippy::too_many_arguments)] // one call's context, passed through
+fn run_slurm(
+    slurm: &crate::executor::slurm::SlurmExecutor,
+    args: &RunArgs,
+    sweep: &crate::config::Sweep,
+    sweep_plan: &scheduler::SweepPlan,
+    store: &CacheStore,
+    runs_dir: &std::path::Path,
+    global: &GlobalArgs,
+    hooks: &Hooks,
+    started: Instant,
+) -> Result<(), CliError> {
+    let request = super::slurm::SlurmRun {
+        file: &args.file,
+        set: &args.set,
+        sweep_args: &args.sweep,
+        device: args.device.as_deref(),
+        threads: args.threads,
+        wait: args.wait,
+    };
+    super::slurm::run(
+        slurm, &request, sweep, sweep_plan, store, runs_dir, global, hooks, started,
+    )
+}
+
+/// Runs the planned sweep here, with the live report; `quiet_hits` keeps an adaptive sweep's
+/// earlier generations (all cache hits) out of the log.
+#[allow(clippy::too_many_arguments)] // one call's context, passed through
+fn run_local(
+    args: &RunArgs,
+    global: &GlobalArgs,
+    sweep: &crate::config::Sweep,
+    sweep_plan: &scheduler::SweepPlan,
+    store: &CacheStore,
+    runs_dir: &std::path::Path,
+    hooks: &Hooks,
+    quiet_hits: bool,
+) -> Result<scheduler::RunReport, CliError> {
+    let exp = &sweep.base;
+    // A stage will execute: the binary may have started without libtorch (the torch-free
+    // start-up) and gets it now, possibly by re-executing itself.
+    if sweep_plan
+        .plan
         .stages
         .iter()
         .any(|ps| matches!(ps.freshness, Freshness::Dirty(_)))
@@ -130,11 +284,11 @@ pub fn run(
             .prepare_to_execute()
             .map_err(|e| CliError::Failed(format!("{e:#}")))?;
     }
-
     let cancel = crate::signal::install();
     let run_options = RunOptions {
         device: args
             .device
+            .clone()
             .or_else(|| exp.device.clone())
             .unwrap_or_else(|| "auto".to_owned()),
         threads: args.threads,
@@ -147,31 +301,37 @@ pub fn run(
         run: &run_options,
         jobs,
         cancel: cancel.clone(),
-        runs_dir: runs_dir.clone(),
+        runs_dir: runs_dir.to_path_buf(),
         tool_version: super::tool_version(),
     };
     let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
-    let report_path = std::path::absolute(&runs_dir)
-        .unwrap_or_else(|_| runs_dir.clone())
+    let report_path = std::path::absolute(runs_dir)
+        .unwrap_or_else(|_| runs_dir.to_path_buf())
         .join(&exp.name)
         .join(crate::report::REPORT_HTML);
-    let live = crate::report::live::LiveReport::start(&sweep, &sweep_plan, &store, report_path);
+    let live = crate::report::live::LiveReport::start(sweep, sweep_plan, store, report_path);
     tracing::info!(
         "report: {} (rewritten at each training save while this runs)",
         live.path().display()
     );
     let on_event = |event: &Event| {
-        render_event(event);
+        let hit = matches!(
+            event,
+            Event::Finished {
+                outcome: scheduler::Outcome::Hit { .. },
+                ..
+            }
+        );
+        if !(quiet_hits && hit) {
+            render_event(event);
+        }
         live.observe(event);
     };
-    let report = scheduler::execute_variants(&experiments, plan, &store, &exec, &on_event);
-    finish(
-        started,
-        &sweep,
-        &sweep_plan,
-        &report,
-        &store,
-        &runs_dir,
-        hooks,
-    )
+    Ok(scheduler::execute_variants(
+        &experiments,
+        &sweep_plan.plan,
+        store,
+        &exec,
+        &on_event,
+    ))
 }

@@ -198,7 +198,7 @@ fn stages_and_jobs(
     global: &GlobalArgs,
     registry: &Registry,
 ) -> Result<(Sweep, CacheStore, Plan, jobs::JobsFile), CliError> {
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep, global)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let runs_dir = super::runs_dir(global);
     let plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &PlanOptions::default())?.plan;
@@ -269,7 +269,7 @@ pub(super) fn run_stage(
     global: &GlobalArgs,
     registry: &Registry,
 ) -> Result<(), CliError> {
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep, global)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let runs_dir = super::runs_dir(global);
     let full = scheduler::plan_sweep(&sweep, &store, &runs_dir, &PlanOptions::default())?.plan;

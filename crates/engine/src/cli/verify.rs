@@ -38,7 +38,7 @@ pub fn verify(
     registry: &Registry,
     hooks: &super::Hooks,
 ) -> Result<(), CliError> {
-    let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep)?;
+    let sweep = super::search::load_locked(&args.file, registry, &args.set, &args.sweep, global)?;
     let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
     let plan = scheduler::plan_sweep(
         &sweep,

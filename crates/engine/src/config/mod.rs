@@ -15,6 +15,6 @@ pub use resolve::{
     load, load_str, Experiment, InputSpec, StageSpec, Upstream, UpstreamTarget, VariantInfo,
 };
 pub use sweep::{
-    load_sweep, load_sweep_capped, load_sweep_str, Sweep, SweepAxis, SweepMode,
-    DEFAULT_MAX_VARIANTS,
+    load_sweep, load_sweep_capped, load_sweep_searching, load_sweep_str, FixedTrial, Looked,
+    SearchInfo, SearchResults, Sweep, SweepAxis, SweepMode, TrialInfo, DEFAULT_MAX_VARIANTS,
 };

@@ -98,6 +98,34 @@ pub struct RawSweep {
     /// Which `metrics.json` fields `sweep.csv` shows (default: the conventional set).
     pub metrics: Option<Spanned<Vec<String>>>,
     pub axes: Vec<RawAxis>,
+    /// The adaptive-search keys (`strategy`, `seed`, `objective`, `goal`, `trials`, `parallel`),
+    /// as JSON with their spans; `config::sweep::search` types them.
+    pub settings: Vec<RawField>,
+    /// `space."stage.train.alfa" = { log_uniform = [0.1, 10.0] }`, in file order.
+    pub space: Vec<RawDistribution>,
+    /// The span of the `space` key, when given (an empty space is an error there).
+    pub space_span: Option<Range<usize>>,
+    /// `budget = { param = "...", min = 400, max = 6400, eta = 3 }`: its span and fields.
+    pub budget: Option<(Range<usize>, Vec<RawField>)>,
+}
+
+/// A `key = value` of a search table, the value as JSON.
+#[derive(Debug, Clone)]
+pub struct RawField {
+    pub name: String,
+    pub key_span: Range<usize>,
+    pub value: serde_json::Value,
+    pub span: Range<usize>,
+}
+
+/// One searched param: its dotted path and the fields of its distribution table.
+#[derive(Debug, Clone)]
+pub struct RawDistribution {
+    pub path: String,
+    pub path_span: Range<usize>,
+    /// The distribution table's span.
+    pub span: Range<usize>,
+    pub fields: Vec<RawField>,
 }
 
 /// `[executor]`: where dirty stages run. Never part of a key.
@@ -139,7 +167,18 @@ const TOP_LEVEL: &[&str] = &["experiment", "input", "stage", "sweep", "executor"
 /// The keys of `[executor]`.
 pub const EXECUTOR_KEYS: &[&str] = &["kind", "partition", "account", "time", "extra", "resources"];
 /// The keys of `[sweep]` that are not swept params.
-pub const SWEEP_RESERVED: &[&str] = &["mode", "metrics"];
+pub const SWEEP_RESERVED: &[&str] = &[
+    "mode",
+    "metrics",
+    "strategy",
+    "seed",
+    "objective",
+    "goal",
+    "trials",
+    "parallel",
+    "space",
+    "budget",
+];
 
 /// Turns a serde/toml error into a `ConfigError`, with a did-you-mean for unknown fields and
 /// variants. `noun` names what the table's keys are ("key", "param"); `context` names the table
@@ -338,10 +377,48 @@ fn parse_sweep(
                     ),
                 }
             }
+            "strategy" | "seed" | "objective" | "goal" | "trials" | "parallel" => {
+                if let Some(field) = field_of(name, key.span(), v, errors) {
+                    sweep.settings.push(field);
+                }
+            }
+            "space" => {
+                sweep.space_span = Some(key.span());
+                collect_space(String::new(), key.span(), v, &mut sweep.space, errors);
+            }
+            "budget" => {
+                let span = v.span();
+                match v.into_inner() {
+                    DeValue::Table(t) => {
+                        let fields = t
+                            .into_iter()
+                            .filter_map(|(k, v)| field_of(k.get_ref(), k.span(), v, errors))
+                            .collect();
+                        sweep.budget = Some((span, fields));
+                    }
+                    other => errors.push(
+                        ConfigError::at(
+                            span,
+                            format!("`budget` of `[sweep]` must be a table, found {}", other.type_str()),
+                        )
+                        .with_help("write `budget = { param = \"stage.train.max_steps\", min = 400, max = 6400, eta = 3 }`"),
+                    ),
+                }
+            }
+            _ if !name.contains('.')
+                && !matches!(v.get_ref(), DeValue::Array(_) | DeValue::Table(_))
+                && super::error::did_you_mean(name, SWEEP_RESERVED.iter().copied()).is_some() =>
+            {
+                errors.push(
+                    ConfigError::at(key.span(), format!("unknown key `{name}` in `[sweep]`"))
+                        .with_help_opt(suggestion(name, SWEEP_RESERVED, "keys")),
+                );
+            }
             _ => collect_axes(name.to_owned(), key.span(), v, &mut sweep.axes, errors),
         }
     }
     sweep.axes.sort_by_key(|a| a.path_span.start);
+    sweep.space.sort_by_key(|d| d.path_span.start);
     Some(sweep)
 }
 
@@ -478,6 +555,78 @@ fn parse_executor(
     }
     exec.resources.sort_by_key(|r| r.kind_span.start);
     Some(exec)
+}
+
+/// A search-table value as JSON with its spans.
+fn field_of(
+    name: &str,
+    key_span: Range<usize>,
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<RawField> {
+    let span = value.span();
+    match serde_json::Value::deserialize(toml::de::ValueDeserializer::from(value)) {
+        Ok(v) => Some(RawField {
+            name: name.to_owned(),
+            key_span,
+            value: v,
+            span,
+        }),
+        Err(e) => {
+            errors.push(ConfigError::at(
+                span,
+                format!("`{name}` in `[sweep]`: {}", e.message()),
+            ));
+            None
+        }
+    }
+}
+
+/// `space`'s entries: dotted-key tables down to a table whose values are not all tables (the
+/// distribution, `{ uniform = [0, 1] }`).
+fn collect_space(
+    path: String,
+    key_span: Range<usize>,
+    value: Spanned<DeValue<'_>>,
+    out: &mut Vec<RawDistribution>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Table(t) if !path.is_empty() && !t.iter().all(|(_, v)| table_of(v).is_some()) => {
+            let fields = t
+                .into_iter()
+                .filter_map(|(k, v)| field_of(k.get_ref(), k.span(), v, errors))
+                .collect();
+            out.push(RawDistribution {
+                path,
+                path_span: key_span,
+                span,
+                fields,
+            });
+        }
+        DeValue::Table(t) => {
+            for (k, v) in t {
+                let sub = if path.is_empty() {
+                    k.get_ref().to_string()
+                } else {
+                    format!("{path}.{}", k.get_ref())
+                };
+                collect_space(sub, k.span(), v, out, errors);
+            }
+        }
+        other => errors.push(
+            ConfigError::at(
+                span,
+                format!(
+                    "{} must be a distribution table, found {}",
+                    if path.is_empty() { "`space` of `[sweep]`".to_owned() } else { format!("`space.\"{path}\"`") },
+                    other.type_str()
+                ),
+            )
+            .with_help("write `space.\"stage.train.alfa\" = { log_uniform = [0.1, 10.0] }` (or `uniform`, `int_uniform`, `choice`)"),
+        ),
+    }
 }
 
 /// A swept path is a key whose value is a list; tables in between are dotted-key segments.

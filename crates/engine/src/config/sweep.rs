@@ -16,6 +16,21 @@
 //! (`alfa-0.5_beta-1`), lists joined by `+`, anything outside `[A-Za-z0-9._+-]` replaced by `-`.
 //! The label is the param's last path segment, widened to `stage.param` when two axes would
 //! share it. Names that would collide or grow past 120 characters get a short hash suffix.
+//!
+//! `strategy = "random" | "tpe" | "halving"` makes the sweep adaptive: its variants are trials
+//! proposed generation by generation from the results of earlier ones (`sweep/search.rs` types
+//! the keys and drives the generations, `sweep/space.rs` holds the distributions and the seeded
+//! draws, `sweep/tpe.rs` and `sweep/halving.rs` the two adaptive strategies, and
+//! `sweep/adaptive.rs` turns the trials into variants named `t000`, `t001`, … (`t012-r1` on a
+//! halving rung above 0)).
+
+pub mod adaptive;
+pub mod halving;
+pub mod search;
+pub mod space;
+pub mod tpe;
+
+pub use adaptive::{FixedTrial, Looked, SearchInfo, SearchResults, TrialInfo};
 
 use std::ops::Range;
 use std::path::Path;
@@ -73,12 +88,22 @@ pub struct Sweep {
     /// One per variant, in grid/zip order. Without axes: exactly one, the base experiment again
     /// (with `variant == None`).
     pub variants: Vec<Experiment>,
+    /// An adaptive sweep's trials (one per variant) and what comes next; `None` for grid/zip.
+    pub search: Option<SearchInfo>,
 }
 
 impl Sweep {
     /// True when there are axes (and so `runs/<experiment>/<variant>/` directories).
     pub fn is_sweep(&self) -> bool {
         !self.axes.is_empty()
+    }
+
+    /// `grid`, `zip`, `random`, `tpe` or `halving`.
+    pub fn strategy_name(&self) -> &'static str {
+        match &self.search {
+            Some(s) => s.strategy.as_str(),
+            None => self.mode.as_str(),
+        }
     }
 }
 
@@ -115,6 +140,28 @@ pub fn load_sweep_capped(
     mode: Option<SweepMode>,
     max_variants: usize,
 ) -> Result<Sweep, ConfigErrors> {
+    load_sweep_searching(
+        path,
+        registry,
+        overrides,
+        sweeps,
+        mode,
+        max_variants,
+        SearchResults::Nothing,
+    )
+}
+
+/// [`load_sweep_capped`] with what is known about an adaptive sweep's trials: its variants are
+/// every generation whose results `results` knows, then the next one.
+pub fn load_sweep_searching(
+    path: &Path,
+    registry: &Registry,
+    overrides: &[String],
+    sweeps: &[String],
+    mode: Option<SweepMode>,
+    max_variants: usize,
+    results: SearchResults<'_>,
+) -> Result<Sweep, ConfigErrors> {
     let (source, abs) = read_source(path)?;
     expand(
         source,
@@ -124,6 +171,7 @@ pub fn load_sweep_capped(
         sweeps,
         mode,
         max_variants,
+        results,
     )
 }
 
@@ -182,9 +230,11 @@ pub fn load_sweep_str(
         sweeps,
         mode,
         DEFAULT_MAX_VARIANTS,
+        SearchResults::Nothing,
     )
 }
 
+#[allow(clippy::too_many_arguments)] // the loaders' arguments, passed through once
 fn expand(
     source: Arc<SourceFile>,
     file: &Path,
@@ -193,10 +243,36 @@ fn expand(
     sweeps: &[String],
     mode: Option<SweepMode>,
     max_variants: usize,
+    results: SearchResults<'_>,
 ) -> Result<Sweep, ConfigErrors> {
     let text = source.text.clone();
     let (raw, mut errors) = raw::parse(&text);
     let sets = parse_overrides(overrides, &mut errors);
+
+    // An adaptive strategy takes over from here.
+    if let Some(raw_sweep) = &raw.sweep {
+        let stage_names: Vec<&str> = raw.stages.iter().map(|s| s.name.as_str()).collect();
+        match search::parse_spec(raw_sweep, &stage_names, &mut errors) {
+            Some(Ok(spec)) => {
+                let cx = adaptive::Context {
+                    raw: &raw,
+                    source: source.clone(),
+                    file,
+                    registry,
+                    sets: &sets,
+                    sweep_args: sweeps,
+                    max_variants,
+                    metrics: raw_sweep.metrics.as_ref().map(|m| m.get_ref().clone()),
+                };
+                return adaptive::expand(cx, spec, errors, results);
+            }
+            Some(Err(())) => {
+                let _ = resolve_raw(&raw, &source, file, registry, &sets, &mut errors);
+                return finish(source, errors, None);
+            }
+            None => {}
+        }
+    }
 
     // Axes: the file's, then the command line's (replacing a file axis with the same path).
     let raw_sweep = raw.sweep.clone().unwrap_or_default();
@@ -233,7 +309,11 @@ fn expand(
     }
     let mode = match (mode, &raw_sweep.mode) {
         (Some(m), _) => m,
-        (None, None) => SweepMode::Grid,
+        // `strategy = "zip"` says what `mode = "zip"` says.
+        (None, None) => match raw_sweep.settings.iter().find(|f| f.name == "strategy") {
+            Some(f) if f.value.as_str() == Some("zip") => SweepMode::Zip,
+            _ => SweepMode::Grid,
+        },
         (None, Some(m)) => match m.get_ref().as_str() {
             "grid" => SweepMode::Grid,
             "zip" => SweepMode::Zip,
@@ -413,6 +493,7 @@ fn expand(
         axes: typed_axes,
         metrics: raw_sweep.metrics.as_ref().map(|m| m.get_ref().clone()),
         variants,
+        search: None,
     };
     finish(source, errors, Some(sweep))
 }
@@ -723,12 +804,31 @@ mod tests {
             })
         };
         let file = Path::new("/nonexistent/exp.toml");
-        assert!(expand(source(&small), file, &registry, &[], &[], None, 3).is_err());
+        assert!(expand(
+            source(&small),
+            file,
+            &registry,
+            &[],
+            &[],
+            None,
+            3,
+            SearchResults::Nothing
+        )
+        .is_err());
         assert_eq!(
-            expand(source(&small), file, &registry, &[], &[], None, 4)
-                .unwrap()
-                .variants
-                .len(),
+            expand(
+                source(&small),
+                file,
+                &registry,
+                &[],
+                &[],
+                None,
+                4,
+                SearchResults::Nothing
+            )
+            .unwrap()
+            .variants
+            .len(),
             4
         );
         let zip = expand(
@@ -739,6 +839,7 @@ mod tests {
             &[],
             Some(SweepMode::Zip),
             2,
+            SearchResults::Nothing,
         );
         assert_eq!(zip.unwrap().variants.len(), 2);
     }
@@ -827,6 +928,25 @@ mod tests {
                 "loss_features-Conv2d_1a_3x3_gen.alfa-2_train.alfa-3",
                 "loss_features-Conv2d_1a_3x3+Conv2d_2a_3x3_gen.alfa-2_train.alfa-3"
             ]
+        );
+    }
+
+    #[test]
+    fn strategy_zip_is_mode_zip_and_adaptive_keys_need_a_strategy() {
+        let text = format!("{EXP}\n[sweep]\nstrategy = \"zip\"\n\"stage.train.alfa\" = [0.5, 1]\n\"stage.train.beta\" = [3, 4]\n");
+        assert_eq!(
+            names(&load(&text, &[], None).unwrap()),
+            ["alfa-0.5_beta-3", "alfa-1_beta-4"]
+        );
+        check_errors(
+            &format!("{EXP}\n[sweep]\ntrials = 4\n\"stage.train.alfa\" = [0.5, 1]\n"),
+            &[],
+            &["9:1 `trials` only applies to an adaptive sweep [add `strategy = \"random\"`, `\"tpe\"` or `\"halving\"`]"],
+        );
+        check_errors(
+            &format!("{EXP}\n[sweep]\nstrategy = \"hyperband\"\n"),
+            &[],
+            &["9:12 unknown sweep strategy `hyperband` [expected one of the strategies: `grid`, `zip`, `random`, `tpe`, `halving`]"],
         );
     }
 

@@ -218,7 +218,7 @@ impl Frame {
     }
 }
 
-fn open_svg(width: f64, height: f64, label: &str) -> String {
+pub(super) fn open_svg(width: f64, height: f64, label: &str) -> String {
     format!(
         "<svg class=\"chart\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\">\n",
         esc(label)

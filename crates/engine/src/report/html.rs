@@ -333,6 +333,7 @@ pub fn render(page: &Page<'_>) -> String {
             h.push_str("</tr>\n");
         }
         h.push_str("</table>\n");
+        h.push_str(&super::parallel::parallel_coordinates(sweep));
     }
     if !page.images.is_empty() {
         h.push_str("<h2>Overview</h2>\n");

@@ -27,6 +27,7 @@
 pub mod charts;
 pub mod html;
 pub mod live;
+pub mod parallel;
 pub mod sections;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,14 @@ pub struct VariantSummary {
     pub cache: String,
     /// In topological order.
     pub stages: Vec<StageSummary>,
+    /// An adaptive sweep's trial: its halving rung, where it came from ("tpe generation 2, from
+    /// trials 0–7") and why it was not continued ("rung 1: score 0.71 < cutoff 0.74, rank 9 of 16").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +124,11 @@ pub struct SweepSummary {
     /// The metric names the table looks for.
     pub metrics: Vec<String>,
     pub variants: Vec<VariantSummary>,
+    /// An adaptive sweep's objective (`stage.metric`) and goal (`max`/`min`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
 }
 
 impl SweepSummary {
@@ -135,15 +149,25 @@ pub fn summarize(
     store: &CacheStore,
     runs_dir: &Path,
 ) -> SweepSummary {
-    let metric_names: Vec<String> = match &sweep.metrics {
+    let mut metric_names: Vec<String> = match &sweep.metrics {
         Some(m) => m.clone(),
         None => CONVENTIONAL_METRICS
             .iter()
             .map(|s| (*s).to_owned())
             .collect(),
     };
+    if let Some((_, metric)) = sweep
+        .search
+        .as_ref()
+        .and_then(|s| s.objective.split_once('.'))
+    {
+        if !metric_names.iter().any(|m| m == metric) {
+            metric_names.insert(0, metric.to_owned());
+        }
+    }
     let mut variants = Vec::new();
     for (v, exp) in sweep.variants.iter().enumerate() {
+        let trial = sweep.search.as_ref().and_then(|s| s.trials.get(v));
         let mut stages = Vec::new();
         let (mut wall, mut any_ran, mut any_bad, mut any_missing) = (0.0, false, false, false);
         for (name, node) in &plan.variant_stages[v] {
@@ -208,12 +232,15 @@ pub fn summarize(
             wall_time_s: wall,
             cache: cache.to_owned(),
             stages,
+            rung: trial.and_then(|t| t.rung),
+            origin: trial.map(|t| t.origin.clone()),
+            stop_reason: trial.and_then(|t| t.stop_reason.clone()),
         });
     }
     SweepSummary {
         format: SUMMARY_FORMAT,
         experiment: sweep.base.name.clone(),
-        mode: sweep.mode.as_str().to_owned(),
+        mode: sweep.strategy_name().to_owned(),
         created_at: rfc3339(std::time::SystemTime::now()),
         axes: sweep
             .axes
@@ -226,6 +253,14 @@ pub fn summarize(
             .collect(),
         metrics: metric_names,
         variants,
+        objective: sweep.search.as_ref().map(|s| s.objective.clone()),
+        goal: sweep.search.as_ref().map(|s| {
+            match s.goal {
+                crate::config::sweep::search::Goal::Max => "max",
+                crate::config::sweep::search::Goal::Min => "min",
+            }
+            .to_owned()
+        }),
     }
 }
 
@@ -268,6 +303,10 @@ pub fn table(summary: &SweepSummary) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header = vec!["variant".to_owned()];
     header.extend(summary.axes.iter().map(|a| a.label.clone()));
     header.extend(columns.iter().map(|(s, m)| format!("{s}.{m}")));
+    let adaptive = summary.objective.is_some();
+    if adaptive {
+        header.extend(["rung".into(), "origin".into(), "stop_reason".into()]);
+    }
     header.push("wall_time_s".into());
     header.push("cache".into());
     let rows = summary
@@ -292,6 +331,11 @@ pub fn table(summary: &SweepSummary) -> (Vec<String>, Vec<Vec<String>>) {
                     .and_then(|s| s.metrics.get(m))
                     .map_or(String::new(), format_metric);
                 row.push(cell);
+            }
+            if adaptive {
+                row.push(v.rung.map_or(String::new(), |r| r.to_string()));
+                row.push(v.origin.clone().unwrap_or_default());
+                row.push(v.stop_reason.clone().unwrap_or_default());
             }
             row.push(format!("{:.2}", v.wall_time_s));
             row.push(v.cache.clone());
