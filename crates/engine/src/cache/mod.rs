@@ -1,11 +1,13 @@
 //! The content-addressed cache: keys ([`key`], whose module docs hold the key table), input
-//! fingerprints, the on-disk store, dirty reasons, and maintenance (gc, verify).
+//! fingerprints, the on-disk store, dirty reasons, maintenance (gc, verify), and the shared
+//! remote cache on S3 ([`remote`]).
 
 pub mod dirty;
 pub mod fingerprint;
 pub mod gc;
 pub mod key;
 pub mod manifest;
+pub mod remote;
 pub mod store;
 
 pub use dirty::DirtyReason;
