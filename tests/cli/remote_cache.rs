@@ -10,12 +10,20 @@ use crate::support::{find_named, hash, Project, Run};
 fn remote_run(p: &Project, prefix: &str, writer: bool, args: &[&str]) -> Option<Run> {
     let Ok(endpoint) = std::env::var("VAEPIPE_S3_ENDPOINT") else {
         let message = "no S3 server: eval \"$(scripts/s3/start-moto.sh)\" first";
-        assert!(std::env::var_os("CI").is_none(), "{message}; CI must have it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{message}; CI must have it"
+        );
         eprintln!("SKIPPED: {message}");
         return None;
     };
     let bucket = std::env::var("VAEPIPE_S3_BUCKET").unwrap();
-    let who = std::env::var(if writer { "VAEPIPE_S3_WRITER" } else { "VAEPIPE_S3_READER" }).unwrap();
+    let who = std::env::var(if writer {
+        "VAEPIPE_S3_WRITER"
+    } else {
+        "VAEPIPE_S3_READER"
+    })
+    .unwrap();
     let (key, secret) = who.split_once(':').unwrap();
     let out = p
         .command(args)
@@ -33,38 +41,67 @@ fn remote_run(p: &Project, prefix: &str, writer: bool, args: &[&str]) -> Option<
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert_eq!(run.code, 0, "`vaepipe {}` failed:\n{}", args.join(" "), run.all());
+    assert_eq!(
+        run.code,
+        0,
+        "`vaepipe {}` failed:\n{}",
+        args.join(" "),
+        run.all()
+    );
     Some(run)
 }
 
 /// blake3 of every output file under `runs/tiny`, by path.
 fn hashes(p: &Project) -> Vec<(String, String)> {
     let runs = p.path("runs/tiny");
-    let mut out: Vec<(String, String)> = ["vae.safetensors", "latents.h5", "attribute_vectors.h5", "metrics.json"]
-        .iter()
-        .flat_map(|n| find_named(&runs, n))
-        .map(|f| (f.strip_prefix(&runs).unwrap().display().to_string(), hash(&f)))
-        .collect();
+    let mut out: Vec<(String, String)> = [
+        "vae.safetensors",
+        "latents.h5",
+        "attribute_vectors.h5",
+        "metrics.json",
+    ]
+    .iter()
+    .flat_map(|n| find_named(&runs, n))
+    .map(|f| {
+        (
+            f.strip_prefix(&runs).unwrap().display().to_string(),
+            hash(&f),
+        )
+    })
+    .collect();
     out.sort();
     out
 }
 
 #[test]
 fn the_tiny_pipeline_runs_from_the_remote_with_identical_outputs() {
-    let prefix = format!("tiny-{}-{:?}", std::process::id(), std::time::Instant::now());
-    let prefix: String = prefix.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let prefix = format!(
+        "tiny-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let prefix: String = prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     let a = Project::new();
     a.file("tiny.toml", TINY);
     let Some(first) = remote_run(&a, &prefix, true, &["run", "tiny.toml", "--push"]) else {
         return;
     };
-    assert!(first.stdout.contains("tiny: 6 ran, 0 fresh"), "{}", first.all());
+    assert!(
+        first.stdout.contains("tiny: 6 ran, 0 fresh"),
+        "{}",
+        first.all()
+    );
 
     let b = Project::new();
     b.file("tiny.toml", TINY);
     let second = remote_run(&b, &prefix, false, &["run", "tiny.toml"]).unwrap();
     assert!(
-        second.stdout.contains("tiny: 0 ran, 6 fresh (6 from the remote)"),
+        second
+            .stdout
+            .contains("tiny: 0 ran, 6 fresh (6 from the remote)"),
         "{}",
         second.all()
     );

@@ -193,6 +193,8 @@ fn main() {
     if let Some(bin) = std::env::var_os("VAEPIPE_BENCH_VAEPIPE") {
         serve_vs_recompute(Path::new(&bin), &bucket);
     } else {
-        println!("remote/demo train entry: SKIPPED (set VAEPIPE_BENCH_VAEPIPE to the vaepipe binary)");
+        println!(
+            "remote/demo train entry: SKIPPED (set VAEPIPE_BENCH_VAEPIPE to the vaepipe binary)"
+        );
     }
 }

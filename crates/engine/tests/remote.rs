@@ -36,7 +36,10 @@ fn creds(var: &str) -> (String, String) {
 fn s3() -> Option<S3> {
     let Ok(endpoint) = std::env::var("VAEPIPE_S3_ENDPOINT") else {
         let message = "no S3 server: eval \"$(scripts/s3/start-moto.sh)\" first";
-        assert!(std::env::var_os("CI").is_none(), "{message}; CI must have it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{message}; CI must have it"
+        );
         eprintln!("SKIPPED: {message}");
         return None;
     };
@@ -122,7 +125,14 @@ impl<'a> Remote<'a> {
 
     fn ok(&self, project: &Project, who: &(String, String), args: &[&str]) -> Run {
         let r = self.run(project, who, args);
-        assert_eq!(r.code, 0, "`{}` failed:\n{}\n{}", args.join(" "), r.stdout, r.stderr);
+        assert_eq!(
+            r.code,
+            0,
+            "`{}` failed:\n{}\n{}",
+            args.join(" "),
+            r.stdout,
+            r.stderr
+        );
         r
     }
 
@@ -176,8 +186,13 @@ fn output_hashes(project: &Project, experiment: &str) -> Vec<(String, String)> {
             if name == "manifest.json" || !f.path().is_file() {
                 continue;
             }
-            let hash = blake3::hash(&fs::read(f.path()).unwrap()).to_hex().to_string();
-            out.push((format!("{}/{name}", stage.file_name().to_string_lossy()), hash));
+            let hash = blake3::hash(&fs::read(f.path()).unwrap())
+                .to_hex()
+                .to_string();
+            out.push((
+                format!("{}/{name}", stage.file_name().to_string_lossy()),
+                hash,
+            ));
         }
     }
     out.sort();
@@ -214,7 +229,11 @@ fn a_fresh_cache_is_served_entirely_from_the_remote() {
     let a = Project::new();
     a.file("e.toml", CHAIN);
     let first = remote.ok(&a, &s3.writer, &["run", "e.toml", "--push"]);
-    assert!(first.stdout.contains("shared: 3 ran, 0 fresh"), "{}", first.stdout);
+    assert!(
+        first.stdout.contains("shared: 3 ran, 0 fresh"),
+        "{}",
+        first.stdout
+    );
     assert!(first.stderr.contains("pushed to s3://"), "{}", first.stderr);
     assert_eq!(remote.manifests().len(), 3, "one manifest per stage");
 
@@ -229,16 +248,27 @@ fn a_fresh_cache_is_served_entirely_from_the_remote() {
     );
     let second = remote.ok(&b, &s3.reader, &["run", "e.toml"]);
     assert!(
-        second.stdout.contains("shared: 0 ran, 3 fresh (3 from the remote)"),
+        second
+            .stdout
+            .contains("shared: 0 ran, 3 fresh (3 from the remote)"),
         "{}\n{}",
         second.stdout,
         second.stderr
     );
-    assert_eq!(second.stderr.matches("(hit, remote, key").count(), 3, "{}", second.stderr);
+    assert_eq!(
+        second.stderr.matches("(hit, remote, key").count(),
+        3,
+        "{}",
+        second.stderr
+    );
     assert_eq!(output_hashes(&a, "shared"), output_hashes(&b, "shared"));
     // What was pulled is an ordinary committed entry: a third run is a local hit.
     let third = remote.ok(&b, &s3.reader, &["run", "e.toml"]);
-    assert!(third.stdout.contains("0 ran, 3 fresh, 0 not"), "{}", third.stdout);
+    assert!(
+        third.stdout.contains("0 ran, 3 fresh, 0 not"),
+        "{}",
+        third.stdout
+    );
     // And without the remote, `plan` has nothing to say about it.
     let c = Project::new();
     c.file("e.toml", CHAIN);
@@ -266,7 +296,11 @@ fn racing_pushes_of_one_key_leave_one_manifest_and_name_the_nondeterminism() {
         p.file("e.toml", RANDOM);
         p.ok(&["run", "e.toml"]);
     }
-    assert_ne!(output_hashes(&a, "dice"), output_hashes(&b, "dice"), "the kind is random");
+    assert_ne!(
+        output_hashes(&a, "dice"),
+        output_hashes(&b, "dice"),
+        "the kind is random"
+    );
     let pushes: Vec<_> = [&a, &b]
         .iter()
         .map(|p| {
@@ -278,24 +312,44 @@ fn racing_pushes_of_one_key_leave_one_manifest_and_name_the_nondeterminism() {
                 .unwrap()
         })
         .collect();
-    let outputs: Vec<_> = pushes.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let outputs: Vec<_> = pushes
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
     let won: Vec<bool> = outputs.iter().map(|o| o.status.success()).collect();
-    assert_eq!(won.iter().filter(|w| **w).count(), 1, "exactly one push wins: {outputs:?}");
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "exactly one push wins: {outputs:?}"
+    );
     let loser = &outputs[won.iter().position(|w| !w).unwrap()];
     let text = String::from_utf8_lossy(&loser.stdout);
     assert!(text.contains("NOT DETERMINISTIC"), "{text}");
-    assert!(text.contains("part-0.bin"), "names the differing file: {text}");
+    assert!(
+        text.contains("part-0.bin"),
+        "names the differing file: {text}"
+    );
     assert_eq!(remote.manifests().len(), 1);
     // The remote's manifest is the winner's, untouched by the loser.
     let winner = if won[0] { &a } else { &b };
     let theirs: serde_json::Value =
         serde_json::from_slice(&remote.get(&remote.manifests()[0])).unwrap();
     let hash = theirs["outputs"][0]["blake3"].as_str().unwrap().to_owned();
-    assert!(output_hashes(winner, "dice").iter().any(|(_, h)| *h == hash));
+    assert!(output_hashes(winner, "dice")
+        .iter()
+        .any(|(_, h)| *h == hash));
     // The audit that recomputes finds the same nondeterminism from the remote's side.
-    let audit = remote.run(&a, &s3.reader, &["cache", "verify", "--remote", "--recompute", "1"]);
+    let audit = remote.run(
+        &a,
+        &s3.reader,
+        &["cache", "verify", "--remote", "--recompute", "1"],
+    );
     assert_eq!(audit.code, 1, "{}\n{}", audit.stdout, audit.stderr);
-    assert!(audit.stdout.contains("DIFFERENT outputs"), "{}", audit.stdout);
+    assert!(
+        audit.stdout.contains("DIFFERENT outputs"),
+        "{}",
+        audit.stdout
+    );
     let local_only = a.run(&["cache", "verify", "--sample", "2"]);
     assert_eq!(local_only.code, 2, "{}", local_only.stderr);
 }
@@ -353,11 +407,18 @@ fn a_push_killed_midway_leaves_no_manifest_and_the_next_one_completes_it() {
     }
     push.kill().unwrap(); // SIGKILL
     push.wait().unwrap();
-    assert!(remote.manifests().is_empty(), "a killed push published a manifest");
+    assert!(
+        remote.manifests().is_empty(),
+        "a killed push published a manifest"
+    );
     let b = Project::new();
     b.file("e.toml", MANY);
     let served = remote.ok(&b, &s3.reader, &["run", "e.toml"]);
-    assert!(served.stdout.contains("1 ran, 0 fresh"), "nothing to serve yet: {}", served.stdout);
+    assert!(
+        served.stdout.contains("1 ran, 0 fresh"),
+        "nothing to serve yet: {}",
+        served.stdout
+    );
 
     let again = remote.ok(&a, &s3.writer, &["cache", "push", "e.toml"]);
     assert!(again.stdout.contains("files: pushed ("), "{}", again.stdout);
@@ -365,7 +426,11 @@ fn a_push_killed_midway_leaves_no_manifest_and_the_next_one_completes_it() {
     let c = Project::new();
     c.file("e.toml", MANY);
     let served = remote.ok(&c, &s3.reader, &["run", "e.toml"]);
-    assert!(served.stdout.contains("(1 from the remote)"), "{}", served.stdout);
+    assert!(
+        served.stdout.contains("(1 from the remote)"),
+        "{}",
+        served.stdout
+    );
     assert_eq!(output_hashes(&a, "many"), output_hashes(&c, "many"));
 }
 
@@ -379,7 +444,15 @@ fn a_corrupt_remote_blob_is_refused_recomputed_and_reported_by_verify() {
     let clean = remote.ok(
         &a,
         &s3.reader,
-        &["cache", "verify", "--remote", "--recompute", "1", "--seed", "5"],
+        &[
+            "cache",
+            "verify",
+            "--remote",
+            "--recompute",
+            "1",
+            "--seed",
+            "5",
+        ],
     );
     assert!(clean.stdout.contains("6 blobs"), "{}", clean.stdout);
     assert!(clean.stdout.contains("0 problem(s)"), "{}", clean.stdout);
@@ -399,17 +472,33 @@ fn a_corrupt_remote_blob_is_refused_recomputed_and_reported_by_verify() {
     let run = remote.ok(&b, &s3.reader, &["run", "e.toml"]);
     assert!(run.stderr.contains("was not used"), "{}", run.stderr);
     assert!(run.stderr.contains("corrupt"), "{}", run.stderr);
-    assert!(run.stdout.contains("1 ran, 0 fresh"), "recomputed, not served: {}", run.stdout);
+    assert!(
+        run.stdout.contains("1 ran, 0 fresh"),
+        "recomputed, not served: {}",
+        run.stdout
+    );
     assert_eq!(output_hashes(&a, "many"), output_hashes(&b, "many"));
     assert!(
-        !b.dir.join("cache/tmp").read_dir().unwrap().any(|e| e.is_ok()),
+        !b.dir
+            .join("cache/tmp")
+            .read_dir()
+            .unwrap()
+            .any(|e| e.is_ok()),
         "the refused download left files in the cache's tmp"
     );
 
     let audit = remote.run(&a, &s3.reader, &["cache", "verify", "--remote"]);
     assert_eq!(audit.code, 1, "{}", audit.stdout);
-    assert!(audit.stdout.contains("does not hash to its name"), "{}", audit.stdout);
-    assert!(audit.stdout.contains(&blob.replace("blobs/", "")[..12]), "{}", audit.stdout);
+    assert!(
+        audit.stdout.contains("does not hash to its name"),
+        "{}",
+        audit.stdout
+    );
+    assert!(
+        audit.stdout.contains(&blob.replace("blobs/", "")[..12]),
+        "{}",
+        audit.stdout
+    );
 }
 
 #[test]
@@ -423,7 +512,11 @@ fn read_only_credentials_read_and_a_push_fails_saying_why() {
     let b = Project::new();
     b.file("e.toml", CHAIN);
     let read = remote.ok(&b, &s3.reader, &["run", "e.toml"]);
-    assert!(read.stdout.contains("(3 from the remote)"), "{}", read.stdout);
+    assert!(
+        read.stdout.contains("(3 from the remote)"),
+        "{}",
+        read.stdout
+    );
 
     // A changed stage computed with `--push`: the run stands, the push is refused by name.
     let run = remote.ok(
@@ -432,7 +525,11 @@ fn read_only_credentials_read_and_a_push_fails_saying_why() {
         &["run", "e.toml", "--push", "--set", "stage.first.text=bye"],
     );
     assert!(run.stdout.contains("3 ran"), "{}", run.stdout);
-    assert!(run.stderr.contains("the remote refused to write"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the remote refused to write"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("may only read"), "{}", run.stderr);
     let push = remote.run(
         &b,
@@ -440,7 +537,11 @@ fn read_only_credentials_read_and_a_push_fails_saying_why() {
         &["cache", "push", "e.toml", "--set", "stage.first.text=bye"],
     );
     assert_eq!(push.code, 1, "{}\n{}", push.stdout, push.stderr);
-    assert!(push.stderr.contains("the remote refused to write"), "{}", push.stderr);
+    assert!(
+        push.stderr.contains("the remote refused to write"),
+        "{}",
+        push.stderr
+    );
     assert_eq!(remote.manifests().len(), 3, "nothing was added");
 }
 
@@ -454,23 +555,50 @@ fn cache_pull_fetches_an_experiment_and_bad_remotes_are_usage_errors() {
     let b = Project::new();
     b.file("e.toml", CHAIN);
     let pull = remote.ok(&b, &s3.reader, &["cache", "pull", "e.toml"]);
-    assert_eq!(pull.stdout.matches(": pulled (").count(), 3, "{}", pull.stdout);
+    assert_eq!(
+        pull.stdout.matches(": pulled (").count(),
+        3,
+        "{}",
+        pull.stdout
+    );
     let again = remote.ok(&b, &s3.reader, &["cache", "pull", "e.toml"]);
-    assert_eq!(again.stdout.matches("already in the local cache").count(), 3);
+    assert_eq!(
+        again.stdout.matches("already in the local cache").count(),
+        3
+    );
     // Offline now: the pulled entries serve the run.
     let offline = b.ok(&["run", "e.toml"]);
-    assert!(offline.stdout.contains("0 ran, 3 fresh"), "{}", offline.stdout);
+    assert!(
+        offline.stdout.contains("0 ran, 3 fresh"),
+        "{}",
+        offline.stdout
+    );
 
     let bad = b.run(&["run", "e.toml", "--remote", "gs://elsewhere"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(bad.stderr.contains("only `s3://` remotes"), "{}", bad.stderr);
-    b.file("f.toml", &format!("{CHAIN}\n[cache]\nremote = \"ftp://x\"\n"));
+    assert!(
+        bad.stderr.contains("only `s3://` remotes"),
+        "{}",
+        bad.stderr
+    );
+    b.file(
+        "f.toml",
+        &format!("{CHAIN}\n[cache]\nremote = \"ftp://x\"\n"),
+    );
     let in_file = b.run(&["plan", "f.toml"]);
     assert_eq!(in_file.code, 2, "{}", in_file.stderr);
-    assert!(in_file.stderr.contains("f.toml:"), "names the file: {}", in_file.stderr);
+    assert!(
+        in_file.stderr.contains("f.toml:"),
+        "names the file: {}",
+        in_file.stderr
+    );
     let none = b.run(&["cache", "push"]);
     assert_eq!(none.code, 2);
-    assert!(none.stderr.contains("no remote cache given"), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no remote cache given"),
+        "{}",
+        none.stderr
+    );
 }
 
 /// Slurm without a shared filesystem: each job gets a cache of its own
@@ -492,7 +620,11 @@ fn slurm_jobs_with_caches_of_their_own_share_entries_through_the_remote() {
     p.file("e.toml", CHAIN);
     let node_caches = p.dir.join("nodes");
     let out = remote
-        .command(&p, &s3.writer, &["run", "e.toml", "--executor", "slurm", "--wait"])
+        .command(
+            &p,
+            &s3.writer,
+            &["run", "e.toml", "--executor", "slurm", "--wait"],
+        )
         .env("VAEPIPE_JOB_CACHE_DIR", node_caches.join("job-%j"))
         .output()
         .unwrap();
@@ -501,7 +633,10 @@ fn slurm_jobs_with_caches_of_their_own_share_entries_through_the_remote() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("shared: 3 ran, 0 fresh"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("shared: 3 ran, 0 fresh"),
+        "{stdout}\n{stderr}"
+    );
     assert_eq!(remote.manifests().len(), 3, "each job pushed its entry");
     // Three job caches: the first holds one entry, the second pulled the first's, and so on.
     let mut per_job: Vec<usize> = fs::read_dir(&node_caches)
@@ -510,7 +645,11 @@ fn slurm_jobs_with_caches_of_their_own_share_entries_through_the_remote() {
         .map(|d| fs::read_dir(d.path().join("entries")).unwrap().count())
         .collect();
     per_job.sort();
-    assert_eq!(per_job, [1, 2, 2], "job caches hold their own entry and their upstream's");
+    assert_eq!(
+        per_job,
+        [1, 2, 2],
+        "job caches hold their own entry and their upstream's"
+    );
     // The submitter's cache got them all from the remote, linked as after a local run.
     let local = Project::new();
     local.file("e.toml", CHAIN);

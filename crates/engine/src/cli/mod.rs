@@ -49,6 +49,13 @@
 //! exclusive = true                 # `true` → `--exclusive`
 //! ```
 //!
+//! Without a shared filesystem, set a remote cache (`[cache] remote`, `--remote`) and give
+//! each job a cache of its own with `VAEPIPE_JOB_CACHE_DIR` in the job's environment (`%j` is
+//! the job id; sbatch passes the submitter's environment on by default): a job pulls its
+//! upstream entries from the remote and pushes its own, and `run --wait` pulls what the jobs
+//! pushed into the submitter's cache and links it. The job logs still go to the submitter's
+//! `<cache>/jobs/logs/`, so that directory must exist where the job runs.
+//!
 //! What a submission leaves under the cache: `jobs/<experiment>.json` (key → job id, stage, log,
 //! script, dependencies), `jobs/scripts/<key>.sh`, `jobs/logs/<key>-<jobid>.log` and `.rc` (the
 //! job's exit status, for when Slurm has forgotten the job). `vaepipe status FILE` shows, per
@@ -343,7 +350,11 @@ pub(crate) fn remote_for(
         .remote
         .clone()
         .filter(|u| !u.is_empty())
-        .or_else(|| std::env::var("VAEPIPE_REMOTE").ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            std::env::var("VAEPIPE_REMOTE")
+                .ok()
+                .filter(|u| !u.is_empty())
+        })
         .or_else(|| exp.and_then(|e| e.remote.clone()));
     let Some(url) = url else { return Ok(None) };
     let progress = crate::progress::ProgressMode::detect(global.quiet);

@@ -15,7 +15,7 @@ use clap::Args;
 
 use super::gc::human_bytes;
 use super::{CliError, GlobalArgs, SweepArgs};
-use crate::cache::remote::{audit, PullOutcome, PushOutcome, Remote};
+use crate::cache::remote::{audit, PullOutcome, PushOutcome, Remote, RemoteError};
 use crate::cache::{CacheStore, Manifest, StageKey};
 use crate::registry::Registry;
 use crate::stage::{RunOptions, StageCx};
@@ -31,16 +31,8 @@ pub struct PushArgs {
     pub sweep: SweepArgs,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct PullArgs {
-    /// The experiment whose entries to download.
-    pub file: PathBuf,
-    /// Override a param (changes keys, as for `run`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    #[command(flatten)]
-    pub sweep: SweepArgs,
-}
+/// `cache pull FILE [--set ...] [--sweep ...]`: the same arguments as `status`.
+pub type PullArgs = super::slurm::StatusArgs;
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
@@ -59,7 +51,10 @@ pub struct VerifyArgs {
 }
 
 /// `--remote`, else the experiment's `[cache] remote`; an error when neither names one.
-fn open_remote(global: &GlobalArgs, exp: Option<&crate::config::Experiment>) -> Result<Remote, CliError> {
+fn open_remote(
+    global: &GlobalArgs,
+    exp: Option<&crate::config::Experiment>,
+) -> Result<Remote, CliError> {
     super::remote_for(global, exp)?.ok_or_else(|| {
         CliError::Usage(
             "no remote cache given\n  help: pass `--remote s3://BUCKET/PREFIX` (or set VAEPIPE_REMOTE, or `[cache] remote` in the experiment)".into(),
@@ -89,7 +84,8 @@ pub fn push(args: PushArgs, global: &GlobalArgs, registry: &Registry) -> Result<
     let started = Instant::now();
     let (remote, store, keys) = match &args.file {
         Some(file) => {
-            let (sweep, store, keys) = planned_keys(file, registry, &args.set, &args.sweep, global)?;
+            let (sweep, store, keys) =
+                planned_keys(file, registry, &args.set, &args.sweep, global)?;
             (open_remote(global, Some(&sweep.base))?, store, keys)
         }
         None => {
@@ -124,11 +120,7 @@ pub fn push(args: PushArgs, global: &GlobalArgs, registry: &Registry) -> Result<
                     println!("  {d}");
                 }
             }
-            Err(crate::cache::remote::RemoteError::Interrupted) => return Err(CliError::Interrupted),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {name}: {e}");
-            }
+            Err(e) => count_failure(name, e, &mut failed)?,
         }
     }
     println!(
@@ -148,8 +140,7 @@ pub fn push(args: PushArgs, global: &GlobalArgs, registry: &Registry) -> Result<
 
 pub fn pull(args: PullArgs, global: &GlobalArgs, registry: &Registry) -> Result<(), CliError> {
     let started = Instant::now();
-    let (sweep, store, keys) =
-        planned_keys(&args.file, registry, &args.set, &args.sweep, global)?;
+    let (sweep, store, keys) = planned_keys(&args.file, registry, &args.set, &args.sweep, global)?;
     let remote = open_remote(global, Some(&sweep.base))?;
     let (mut bytes, mut failed, mut absent) = (0u64, 0, 0);
     for (name, key) in &keys {
@@ -164,11 +155,7 @@ pub fn pull(args: PullArgs, global: &GlobalArgs, registry: &Registry) -> Result<
                 absent += 1;
                 println!("{name}: not on the remote");
             }
-            Err(crate::cache::remote::RemoteError::Interrupted) => return Err(CliError::Interrupted),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {name}: {e}");
-            }
+            Err(e) => count_failure(name, e, &mut failed)?,
         }
     }
     println!(
@@ -230,7 +217,11 @@ pub fn verify(args: VerifyArgs, global: &GlobalArgs, registry: &Registry) -> Res
                         println!("  {d}");
                     }
                 }
-                Err(why) => println!("could not recompute {} ({}…): {why}", m.stage, m.key.short()),
+                Err(why) => println!(
+                    "could not recompute {} ({}…): {why}",
+                    m.stage,
+                    m.key.short()
+                ),
             }
         }
     }
@@ -242,10 +233,30 @@ pub fn verify(args: VerifyArgs, global: &GlobalArgs, registry: &Registry) -> Res
     Ok(())
 }
 
+/// A transfer that failed: an interruption stops the verb; anything else is printed and
+/// counted, and the verb goes on with the next entry.
+fn count_failure(name: &str, e: RemoteError, failed: &mut usize) -> Result<(), CliError> {
+    if matches!(e, RemoteError::Interrupted) {
+        return Err(CliError::Interrupted);
+    }
+    *failed += 1;
+    eprintln!("error: {name}: {e}");
+    Ok(())
+}
+
 /// `pushed 6 entries, 1.2 MiB in 0.31s (3.9 MiB/s)`.
-fn transfer_summary(verb: &str, entries: usize, bytes: u64, elapsed: std::time::Duration) -> String {
+fn transfer_summary(
+    verb: &str,
+    entries: usize,
+    bytes: u64,
+    elapsed: std::time::Duration,
+) -> String {
     let secs = elapsed.as_secs_f64();
-    let rate = if secs > 0.0 { (bytes as f64 / secs) as u64 } else { 0 };
+    let rate = if secs > 0.0 {
+        (bytes as f64 / secs) as u64
+    } else {
+        0
+    };
     format!(
         "{verb} {entries} entr{}, {} in {secs:.2}s ({}/s)",
         if entries == 1 { "y" } else { "ies" },
@@ -287,22 +298,30 @@ fn recompute(
         ));
     }
     let params = kind.params_from_json(m.params.clone())?;
-    let scratch_dir = store
-        .root()
-        .join("tmp")
-        .join(format!("recompute-{}-{}", m.key.short(), std::process::id()));
+    let scratch_dir = store.root().join("tmp").join(format!(
+        "recompute-{}-{}",
+        m.key.short(),
+        std::process::id()
+    ));
     let scratch = CacheStore::open(&scratch_dir).map_err(|e| e.to_string())?;
     let result = (|| {
         let mut inputs = BTreeMap::new();
         for (role, up) in &m.upstream {
-            match remote.pull(&scratch, &up.key, &up.stage).map_err(|e| e.to_string())? {
+            match remote
+                .pull(&scratch, &up.key, &up.stage)
+                .map_err(|e| e.to_string())?
+            {
                 PullOutcome::Absent => {
                     return Err(format!("its upstream `{}` is not on the remote", up.stage))
                 }
                 PullOutcome::Local | PullOutcome::Pulled(_) => {}
             }
             let dir = scratch.entry_dir(&up.key);
-            let path = if up.subpath.is_empty() { dir } else { dir.join(&up.subpath) };
+            let path = if up.subpath.is_empty() {
+                dir
+            } else {
+                dir.join(&up.subpath)
+            };
             inputs.insert(role.clone(), path);
         }
         for (role, input) in &m.inputs {
@@ -336,8 +355,11 @@ fn recompute(
             &run,
             crate::signal::cancel_flag(),
         );
-        kind.run(&params, &mut cx).map_err(|e| format!("it failed: {e:#}"))?;
-        let ours = scratch.commit(pending, m.clone()).map_err(|e| e.to_string())?;
+        kind.run(&params, &mut cx)
+            .map_err(|e| format!("it failed: {e:#}"))?;
+        let ours = scratch
+            .commit(pending, m.clone())
+            .map_err(|e| e.to_string())?;
         Ok(crate::cache::remote::output_differences(&ours.manifest, m))
     })();
     let _ = crate::cache::store::remove_tree(&scratch_dir);

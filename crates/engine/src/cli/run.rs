@@ -142,7 +142,11 @@ pub fn run(
         tracing::info!(
             "remote cache: {}{}",
             r.url(),
-            if r.pushes() { " (pushing)" } else { " (read-only)" }
+            if r.pushes() {
+                " (pushing)"
+            } else {
+                " (read-only)"
+            }
         );
     }
     let exec = ExecuteOptions {

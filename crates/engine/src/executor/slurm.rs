@@ -111,7 +111,10 @@ fn pull_finished(
                 }
             }
         }
-        Err(e) => tracing::warn!("stage `{}`: cannot pull its entry from the remote: {e}", ps.name),
+        Err(e) => tracing::warn!(
+            "stage `{}`: cannot pull its entry from the remote: {e}",
+            ps.name
+        ),
     }
 }
 

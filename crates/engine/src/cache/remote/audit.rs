@@ -55,7 +55,12 @@ impl Remote {
                 Ok(Some(m)) => {
                     for out in &m.outputs {
                         if seen.insert(out.blake3.clone()) {
-                            blobs.push((key.clone(), out.path.clone(), out.blake3.clone(), out.size));
+                            blobs.push((
+                                key.clone(),
+                                out.path.clone(),
+                                out.blake3.clone(),
+                                out.size,
+                            ));
                         }
                     }
                     report.manifests.push(m);
@@ -93,7 +98,9 @@ impl Remote {
         let path = blob_path(hash);
         let got = match self.store().get(&path).await {
             Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => return Err(format!("blob `{path}` is missing")),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(format!("blob `{path}` is missing"))
+            }
             Err(e) => return Err(format!("cannot download blob `{path}`: {e}")),
         };
         let mut hasher = blake3::Hasher::new();
@@ -105,7 +112,9 @@ impl Remote {
             hasher.update(&chunk);
         }
         if n != size {
-            return Err(format!("blob `{path}` has {n} bytes, the manifest says {size}"));
+            return Err(format!(
+                "blob `{path}` has {n} bytes, the manifest says {size}"
+            ));
         }
         if hasher.finalize().to_hex().as_str() != hash {
             return Err(format!("blob `{path}` does not hash to its name (corrupt)"));

@@ -291,7 +291,8 @@ impl Remote {
             Ok(None) => Ok(Pulled::Absent(pending)),
             Err(e) => {
                 let tmp = pending.tmp_dir.clone();
-                let reset = super::store::remove_tree(&tmp).and_then(|()| std::fs::create_dir_all(&tmp));
+                let reset =
+                    super::store::remove_tree(&tmp).and_then(|()| std::fs::create_dir_all(&tmp));
                 reset.map_err(|source| StoreError::Io {
                     what: "empty",
                     path: tmp,

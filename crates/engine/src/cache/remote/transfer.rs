@@ -71,14 +71,15 @@ fn transfer_err<'a>(
 }
 
 /// A failed write: permission problems get the read-only explanation.
-fn write_err(path: &object_store::path::Path) -> impl FnOnce(object_store::Error) -> RemoteError + '_ {
+fn write_err(
+    path: &object_store::path::Path,
+) -> impl FnOnce(object_store::Error) -> RemoteError + '_ {
     move |source| match source {
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            RemoteError::WriteDenied {
-                path: path.to_string(),
-                source,
-            }
-        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => RemoteError::WriteDenied {
+            path: path.to_string(),
+            source,
+        },
         source => RemoteError::Transfer {
             what: "upload",
             path: path.to_string(),
@@ -87,7 +88,10 @@ fn write_err(path: &object_store::path::Path) -> impl FnOnce(object_store::Error
     }
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RemoteError + 'a {
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RemoteError + 'a {
     move |source| RemoteError::Io {
         what,
         path: path.to_path_buf(),
@@ -111,7 +115,9 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
 }
 
 fn is_blake3_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl Remote {
@@ -141,14 +147,18 @@ impl Remote {
             path: path.to_string(),
             why,
         };
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if manifest.key != *key || manifest.preimage.key() != *key {
-            return Err(bad("it names another key, or its preimage does not hash to its key".into()));
+            return Err(bad(
+                "it names another key, or its preimage does not hash to its key".into(),
+            ));
         }
         for out in &manifest.outputs {
             if safe_relative(&out.path).is_none() || !is_blake3_hex(&out.blake3) {
-                return Err(bad(format!("output `{}` has an unsafe path or a bad hash", out.path.escape_debug())));
+                return Err(bad(format!(
+                    "output `{}` has an unsafe path or a bad hash",
+                    out.path.escape_debug()
+                )));
             }
         }
         Ok(Some(manifest))
@@ -169,7 +179,7 @@ impl Remote {
                 .or_insert_with(|| (artifact.dir.join(&out.path), out.size));
         }
         let total = blobs.values().map(|(_, s)| *s).sum();
-        let progress = Progress::new(&format!("push {label}"), total, 0, self.progress);
+        let progress = Progress::new(&format!("{label} (upload, bytes)"), total, 0, self.progress);
         let sent: Vec<Option<u64>> = self.block_on(
             futures::stream::iter(blobs.iter())
                 .map(|(hash, (file, size))| self.upload_blob(hash, file, *size, &progress))
@@ -203,7 +213,10 @@ impl Remote {
         ));
         match put {
             Ok(_) => Ok(PushOutcome::Uploaded { blobs: 0, bytes: 0 }),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
                 // Another machine pushed the key since we looked.
                 match self.manifest(&artifact.key)? {
                     Some(theirs) => Ok(compared(&artifact.manifest, &theirs)),
@@ -243,7 +256,9 @@ impl Remote {
         let mut hasher = blake3::Hasher::new();
         if size <= MULTIPART_PART as u64 {
             let mut bytes = Vec::new();
-            reader.read_to_end(&mut bytes).map_err(io_err("read", file))?;
+            reader
+                .read_to_end(&mut bytes)
+                .map_err(io_err("read", file))?;
             hasher.update(&bytes);
             if hasher.finalize().to_hex().as_str() != hash {
                 return Err(damaged("its blake3 differs".into()));
@@ -307,7 +322,12 @@ impl Remote {
             return Ok(None);
         };
         let total = manifest.outputs.iter().map(|o| o.size).sum();
-        let progress = Progress::new(&format!("pull {label}"), total, 0, self.progress);
+        let progress = Progress::new(
+            &format!("{label} (download, bytes)"),
+            total,
+            0,
+            self.progress,
+        );
         self.block_on(
             futures::stream::iter(manifest.outputs.iter())
                 .map(|out| {
@@ -340,7 +360,10 @@ impl Remote {
             .await
             .map_err(transfer_err("download", &path))?;
         if got.meta.size != size {
-            return Err(corrupt(format!("{} bytes, the manifest says {size}", got.meta.size)));
+            return Err(corrupt(format!(
+                "{} bytes, the manifest says {size}",
+                got.meta.size
+            )));
         }
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
@@ -354,7 +377,9 @@ impl Remote {
             let chunk = chunk.map_err(transfer_err("download", &path))?;
             n += chunk.len() as u64;
             if n > size {
-                return Err(corrupt(format!("more than the {size} bytes the manifest says")));
+                return Err(corrupt(format!(
+                    "more than the {size} bytes the manifest says"
+                )));
             }
             hasher.update(&chunk);
             out.write_all(&chunk).map_err(io_err("write", &file))?;
@@ -365,7 +390,10 @@ impl Remote {
         }
         let found = hasher.finalize().to_hex();
         if found.as_str() != hash {
-            return Err(corrupt(format!("its content hashes to {}…", &found.as_str()[..12])));
+            return Err(corrupt(format!(
+                "its content hashes to {}…",
+                &found.as_str()[..12]
+            )));
         }
         out.sync_all().map_err(io_err("sync", &file))?;
         Ok(())
@@ -391,7 +419,7 @@ mod tests {
     use object_store::ObjectStore;
 
     use super::*;
-    use crate::cache::remote::{Pulled, PullOutcome};
+    use crate::cache::remote::{PullOutcome, Pulled};
     use crate::cache::store::tests as store_tests;
     use crate::cache::store::{test_dir, CacheStore, Lookup};
 
@@ -436,7 +464,10 @@ mod tests {
         let two = committed(&here, 2, &[("z.bin", b"same")]);
         assert_eq!(
             remote.push(&one, "one").unwrap(),
-            PushOutcome::Uploaded { blobs: 2, bytes: 12 }
+            PushOutcome::Uploaded {
+                blobs: 2,
+                bytes: 12
+            }
         );
         assert_eq!(
             remote.push(&two, "two").unwrap(),
@@ -475,7 +506,10 @@ mod tests {
         let same = committed(&b, 1, &[("out.bin", b"heads")]);
         remote.push(&ours, "s").unwrap();
         // `b` looked before `a`'s manifest landed, so it goes straight to the create.
-        assert_eq!(remote.publish_manifest(&same).unwrap(), PushOutcome::AlreadyThere);
+        assert_eq!(
+            remote.publish_manifest(&same).unwrap(),
+            PushOutcome::AlreadyThere
+        );
         let c = CacheStore::open(&dir.path().join("c")).unwrap();
         let other = committed(&c, 1, &[("out.bin", b"tails")]);
         let PushOutcome::Differs(diffs) = remote.publish_manifest(&other).unwrap() else {
@@ -484,7 +518,10 @@ mod tests {
         assert_eq!(diffs.len(), 1);
         assert!(diffs[0].contains("out.bin"), "{diffs:?}");
         let kept = remote.manifest(&ours.key).unwrap().unwrap();
-        assert!(output_differences(&kept, &ours.manifest).is_empty(), "the winner's stays");
+        assert!(
+            output_differences(&kept, &ours.manifest).is_empty(),
+            "the winner's stays"
+        );
     }
 
     #[test]
@@ -494,7 +531,14 @@ mod tests {
         let a = CacheStore::open(&dir.path().join("a")).unwrap();
         let art = committed(&a, 1, &[("out.bin", b"0123456789"), ("ok.txt", b"fine")]);
         remote.push(&art, "s").unwrap();
-        let blob = blob_path(&art.manifest.outputs.iter().find(|o| o.path == "out.bin").unwrap().blake3);
+        let blob = blob_path(
+            &art.manifest
+                .outputs
+                .iter()
+                .find(|o| o.path == "out.bin")
+                .unwrap()
+                .blake3,
+        );
         let b = CacheStore::open(&dir.path().join("b")).unwrap();
         for bad in [&b"0123456788"[..], &b"012345678"[..], &b"0123456789!"[..]] {
             remote
