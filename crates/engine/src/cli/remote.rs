@@ -62,6 +62,9 @@ fn open_remote(
     })
 }
 
+/// An experiment, its local cache, and its plan's (stage name, key), upstream first.
+type Planned = (crate::config::Sweep, CacheStore, Vec<(String, StageKey)>);
+
 /// The keys (with stage names) an experiment's plan has, upstream first.
 fn planned_keys(
     file: &std::path::Path,
@@ -69,7 +72,7 @@ fn planned_keys(
     set: &[String],
     sweep: &SweepArgs,
     global: &GlobalArgs,
-) -> Result<(crate::config::Sweep, CacheStore, Vec<(String, StageKey)>), CliError> {
+) -> Result<Planned, CliError> {
     let (sweep, store, plan) = super::plan_file(file, registry, set, sweep, global)?;
     let keys = plan
         .plan

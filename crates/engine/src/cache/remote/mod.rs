@@ -259,7 +259,7 @@ impl Remote {
 /// What [`Remote::pull_pending`] did with a pending local entry.
 pub enum Pulled {
     /// Downloaded, verified and committed.
-    Committed(Artifact),
+    Committed(Box<Artifact>),
     /// The remote has no entry for the key; the pending entry is handed back untouched.
     Absent(PendingEntry),
     /// The remote's entry was refused (a corrupt blob, a bad manifest, a transfer error); the
@@ -287,7 +287,9 @@ impl Remote {
         label: &str,
     ) -> Result<Pulled, StoreError> {
         match self.fetch(pending.key(), &pending.tmp_dir, label) {
-            Ok(Some(manifest)) => Ok(Pulled::Committed(store.commit(pending, manifest)?)),
+            Ok(Some(manifest)) => Ok(Pulled::Committed(Box::new(
+                store.commit(pending, manifest)?,
+            ))),
             Ok(None) => Ok(Pulled::Absent(pending)),
             Err(e) => {
                 let tmp = pending.tmp_dir.clone();
@@ -315,7 +317,7 @@ impl Remote {
             Lookup::Miss(lock) => lock,
         };
         match self.pull_pending(store, store.begin(lock)?, label)? {
-            Pulled::Committed(a) => Ok(PullOutcome::Pulled(Box::new(a))),
+            Pulled::Committed(a) => Ok(PullOutcome::Pulled(a)),
             Pulled::Absent(_) => Ok(PullOutcome::Absent),
             Pulled::Refused(_, e) => Err(e),
         }
