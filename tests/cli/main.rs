@@ -11,6 +11,7 @@ mod golden_keys;
 mod gpu;
 mod hardening;
 mod pipeline;
+mod remote_cache;
 mod results;
 mod root_layers;
 mod startup;

@@ -123,6 +123,7 @@ fn main() {
             cancel: Arc::new(AtomicBool::new(false)),
             runs_dir: runs,
             tool_version: "bench".into(),
+            remote: None,
         };
         let report = scheduler::execute(&exp, &plan, &store, &opts, &|_| {});
         assert!(report.all_succeeded());

@@ -632,6 +632,7 @@ pub fn verify(
             cancel: Arc::new(AtomicBool::new(false)),
             runs_dir: scratch_dir.join("runs"),
             tool_version: options.tool_version.clone(),
+            remote: None,
         };
         (options.on_stage)(id);
         let report = scheduler::execute_variants(&exps, &one, &scratch, &exec, &|_| {});

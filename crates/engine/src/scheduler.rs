@@ -24,6 +24,7 @@ use crate::cache::family::{self, FamilyRecord, SourceCheck, WarmStartRecord};
 use crate::cache::fingerprint::{self, InputFingerprint};
 use crate::cache::key::{InputRef, KeyPreimage, StageKey, UpstreamRef, KEY_FORMAT};
 use crate::cache::manifest::{rfc3339, InputRecord, Manifest, UpstreamRecord, MANIFEST_FORMAT};
+use crate::cache::remote::{Pulled, PushOutcome, Remote};
 use crate::cache::store::{CacheStore, Lookup, StoreError};
 use crate::config::{Experiment, FingerprintMode, Sweep, UpstreamTarget};
 use crate::graph::StageGraph;
@@ -488,6 +489,8 @@ pub enum Outcome {
     Hit {
         key: StageKey,
         dir: PathBuf,
+        /// Downloaded from the remote cache in this run, not found locally.
+        remote: bool,
     },
     Ran {
         key: StageKey,
@@ -565,6 +568,9 @@ pub struct ExecuteOptions<'a> {
     pub runs_dir: PathBuf,
     /// Recorded in manifests.
     pub tool_version: String,
+    /// The remote cache: read through on a local miss, and pushed to when it allows
+    /// (`Remote::pushes`). Never part of a key.
+    pub remote: Option<&'a crate::cache::remote::Remote>,
 }
 
 #[derive(Debug, Default)]
@@ -718,9 +724,13 @@ fn run_stage(
             if let Err(e) = link_all(store, ps, options) {
                 return failed(&e);
             }
+            if let Some(remote) = options.remote.filter(|r| r.pushes()) {
+                push_entry(remote, &artifact, &ps.name);
+            }
             return Outcome::Hit {
                 key: ps.key.clone(),
                 dir: artifact.dir,
+                remote: false,
             };
         }
         Ok(Lookup::Miss(lock)) => lock,
@@ -728,6 +738,39 @@ fn run_stage(
     };
     if options.cancel.load(Ordering::Relaxed) {
         return Outcome::Cancelled;
+    }
+    let mut pending = match store.begin(lock) {
+        Ok(p) => p,
+        Err(e) => return failed(&e),
+    };
+    // A local miss is read through the remote (never for `--force`): a verified download
+    // committed like a computed entry, or, refused or absent, computed here.
+    if let Some(remote) = options.remote.filter(|_| !ps.forced) {
+        match remote.pull_pending(store, pending, &ps.name) {
+            Ok(Pulled::Committed(artifact)) => {
+                if let Err(e) = link_all(store, ps, options) {
+                    return failed(&e);
+                }
+                return Outcome::Hit {
+                    key: ps.key.clone(),
+                    dir: artifact.dir,
+                    remote: true,
+                };
+            }
+            Ok(Pulled::Absent(p)) => pending = p,
+            Ok(Pulled::Refused(p, e)) => {
+                if options.cancel.load(Ordering::Relaxed) {
+                    return Outcome::Cancelled;
+                }
+                tracing::warn!(
+                    "stage `{}`: the remote's entry (key {}…) was not used: {e}; computing it here",
+                    ps.name,
+                    ps.key.short()
+                );
+                pending = p;
+            }
+            Err(e) => return failed(&e),
+        }
     }
     on_event(&Event::Started {
         stage: ps.name.clone(),
@@ -751,10 +794,6 @@ fn run_stage(
             };
         }
     }
-    let pending = match store.begin(lock) {
-        Ok(p) => p,
-        Err(e) => return failed(&e),
-    };
     let warm_start_from = warm_start(exp, ps, store, &pending.partial_dir, on_event);
     let spec = &exp.stages[ps.index];
     let started_at = SystemTime::now();
@@ -829,10 +868,33 @@ fn run_stage(
     if let Err(e) = link_all(store, ps, options) {
         return failed(&e);
     }
+    if let Some(remote) = options.remote.filter(|r| r.pushes()) {
+        push_entry(remote, &artifact, &ps.name);
+    }
     Outcome::Ran {
         key: ps.key.clone(),
         dir: artifact.dir,
         duration,
+    }
+}
+
+/// Pushes a committed entry after a run computed or found it, saying what happened. A failed
+/// push leaves the local entry as it is (the run's result stands) and is logged as an error.
+fn push_entry(remote: &Remote, artifact: &crate::cache::Artifact, stage: &str) {
+    match remote.push(artifact, stage) {
+        Ok(PushOutcome::Uploaded { blobs, bytes }) => tracing::info!(
+            "stage `{stage}` pushed to {} ({blobs} new files, {bytes} bytes)",
+            remote.url()
+        ),
+        Ok(PushOutcome::AlreadyThere) => {
+            tracing::debug!("stage `{stage}`: the remote has this entry already")
+        }
+        Ok(PushOutcome::Differs(diffs)) => tracing::warn!(
+            "stage `{stage}` is not deterministic: the remote already has key {}… with different outputs ({}); the remote's entry is kept",
+            artifact.key.short(),
+            diffs.join("; ")
+        ),
+        Err(e) => tracing::error!("stage `{stage}`: push to {} failed: {e}", remote.url()),
     }
 }
 

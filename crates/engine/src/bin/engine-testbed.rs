@@ -12,7 +12,8 @@
 //! `quadratic` (an objective with a known optimum for adaptive sweeps: `score = 1 - (x - 0.3)² +
 //! bonus(level) - 0.5 / steps`, written to `metrics.json` with `loss = -score`; it counts its
 //! runs like `count`; `ENGINE_TESTBED_SCORE_SHIFT=s` adds `s·x`, as a rerun elsewhere might
-//! shift a metric).
+//! shift a metric), `bytes` (writes `files` files of `size` pseudo-random bytes from its seed,
+//! or from the clock when `nondeterministic`, for the remote cache's tests).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -51,7 +52,8 @@ fn main() -> ExitCode {
         .with::<Fail>()
         .with::<Count>()
         .with::<Extend>()
-        .with::<Quadratic>();
+        .with::<Quadratic>()
+        .with::<Bytes>();
     match cli.command {
         Command::Engine(cmd) => vaepipe_engine::execute(
             cmd,
@@ -461,6 +463,57 @@ impl Stage for Quadratic {
         let score = 1.0 - (p.x - 0.3).powi(2) + bonus - 0.5 / f64::from(p.steps) + shift * p.x;
         let m = serde_json::json!({ "score": score, "loss": -score, "steps": p.steps });
         std::fs::write(cx.out_dir().join("metrics.json"), m.to_string())?;
+        Ok(())
+    }
+}
+
+struct Bytes;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct BytesParams {
+    files: u32,
+    size: u64,
+    /// Different bytes on every run (a stage that is not deterministic).
+    nondeterministic: bool,
+}
+
+impl Stage for Bytes {
+    const KIND: &'static str = "bytes";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "writes `files` files of `size` pseudo-random bytes";
+    type Params = BytesParams;
+
+    fn roles() -> &'static [Role] {
+        &[Role {
+            name: "after",
+            required: false,
+            doc: "any stage, to order this one after it",
+        }]
+    }
+
+    fn run(p: &BytesParams, cx: &mut StageCx<'_>) -> anyhow::Result<()> {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let base = if p.nondeterministic {
+            clock ^ u64::from(std::process::id())
+        } else {
+            cx.seed()
+        };
+        for f in 0..p.files {
+            // xorshift64*: cheap bytes that differ per file and per seed.
+            let mut state = (base ^ (u64::from(f) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+            let mut bytes = Vec::with_capacity(p.size as usize + 8);
+            while (bytes.len() as u64) < p.size {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                bytes.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+            }
+            bytes.truncate(p.size as usize);
+            std::fs::write(cx.out_dir().join(format!("part-{f}.bin")), &bytes)?;
+        }
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The content-addressed cache: keys ([`key`], whose module docs hold the key table), input
 //! fingerprints, the on-disk store, dirty reasons, families of extendable stages (warm
-//! starts), and maintenance (gc, verify).
+//! starts), maintenance (gc, verify), and the shared remote cache on S3 ([`remote`]).
 
 pub mod dirty;
 pub mod family;
@@ -8,6 +8,7 @@ pub mod fingerprint;
 pub mod gc;
 pub mod key;
 pub mod manifest;
+pub mod remote;
 pub mod store;
 
 pub use dirty::DirtyReason;

@@ -1,4 +1,4 @@
-//! The engine's CLI verbs (`run`, `plan`, `dag`, `gc`, `cache verify`, `kinds`, `lock`,
+//! The engine's CLI verbs (`run`, `plan`, `dag`, `gc`, `cache verify/push/pull`, `kinds`, `lock`,
 //! `verify`, `diff`, and for Slurm `status`, `cancel` and the hidden `run-stage`), for the root binary
 //! to compose: it flattens [`EngineCommand`] into its own subcommand enum, flattens
 //! [`GlobalArgs`] into its parser, calls [`init_logging`] once and hands each engine verb to
@@ -49,6 +49,13 @@
 //! exclusive = true                 # `true` → `--exclusive`
 //! ```
 //!
+//! Without a shared filesystem, set a remote cache (`[cache] remote`, `--remote`) and give
+//! each job a cache of its own with `VAEPIPE_JOB_CACHE_DIR` in the job's environment (`%j` is
+//! the job id; sbatch passes the submitter's environment on by default): a job pulls its
+//! upstream entries from the remote and pushes its own, and `run --wait` pulls what the jobs
+//! pushed into the submitter's cache and links it. The job logs still go to the submitter's
+//! `<cache>/jobs/logs/`, so that directory must exist where the job runs.
+//!
 //! What a submission leaves under the cache: `jobs/<experiment>.json` (key → job id, stage, log,
 //! script, dependencies), `jobs/scripts/<key>.sh`, `jobs/logs/<key>-<jobid>.log` and `.rc` (the
 //! job's exit status, for when Slurm has forgotten the job). `vaepipe status FILE` shows, per
@@ -69,6 +76,7 @@ mod hooks;
 mod lock;
 mod output;
 mod plan;
+mod remote;
 mod run;
 mod search;
 mod slurm;
@@ -106,6 +114,12 @@ pub struct GlobalArgs {
     /// Cache directory [default: the experiment's `cache`, else ./cache].
     #[arg(long, global = true, env = "VAEPIPE_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The shared remote cache, `s3://BUCKET/PREFIX` [default: `VAEPIPE_REMOTE`, else the
+    /// experiment's `[cache] remote`]: runs read through it, `cache push`/`pull` move entries,
+    /// `cache verify --remote` audits it. Endpoint and credentials come from the AWS
+    /// environment and ~/.aws. Never part of a key.
+    #[arg(long, global = true, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
     /// Where `runs/<experiment>/<stage>` links go [default: ./runs].
     #[arg(long, global = true, env = "VAEPIPE_RUNS_DIR", value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
@@ -175,8 +189,13 @@ pub struct SweepArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum CacheCommand {
-    /// Re-hash every entry and name those that were tampered with or truncated.
-    Verify,
+    /// Re-hash every entry and name those that were tampered with or truncated; with
+    /// `--remote`, the remote cache's manifests and blobs (`--sample N`, `--recompute N`).
+    Verify(remote::VerifyArgs),
+    /// Upload entries to the remote cache: FILE's stages, or every local entry.
+    Push(remote::PushArgs),
+    /// Download FILE's entries from the remote cache into the local one.
+    Pull(remote::PullArgs),
 }
 
 /// A verb's failure, mapped to an exit code by [`exit_code`].
@@ -199,6 +218,15 @@ impl From<EngineError> for CliError {
             EngineError::Store(
                 crate::cache::StoreError::NotACache(_) | crate::cache::StoreError::NotEmpty(_),
             ) => CliError::Usage(e.to_string()),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::cache::remote::RemoteError> for CliError {
+    fn from(e: crate::cache::remote::RemoteError) -> Self {
+        match e {
+            crate::cache::remote::RemoteError::Interrupted => CliError::Interrupted,
             other => CliError::Failed(other.to_string()),
         }
     }
@@ -251,7 +279,17 @@ pub fn execute_result(
         EngineCommand::Plan(args) => plan::plan(args, global, registry),
         EngineCommand::Dag(args) => dag::dag(args, registry),
         EngineCommand::Gc(args) => gc::gc(args, global),
-        EngineCommand::Cache(CacheCommand::Verify) => gc::verify(global),
+        EngineCommand::Cache(CacheCommand::Verify(args)) if global.remote.is_none() => {
+            if args.sample.is_some() || args.recompute.is_some() {
+                return Err(CliError::Usage(
+                    "`--sample` and `--recompute` check the remote cache: add `--remote`".into(),
+                ));
+            }
+            gc::verify(global)
+        }
+        EngineCommand::Cache(CacheCommand::Verify(args)) => remote::verify(args, global, registry),
+        EngineCommand::Cache(CacheCommand::Push(args)) => remote::push(args, global, registry),
+        EngineCommand::Cache(CacheCommand::Pull(args)) => remote::pull(args, global, registry),
         EngineCommand::Lock(args) => lock::lock(args, global, registry),
         EngineCommand::Verify(args) => verify::verify(args, global, registry, hooks),
         EngineCommand::Status(args) => slurm::status(args, global, registry),
@@ -301,6 +339,29 @@ pub(crate) fn cache_dir(global: &GlobalArgs, exp: Option<&Experiment>) -> PathBu
         .clone()
         .or_else(|| exp.and_then(|e| e.cache_dir.clone()))
         .unwrap_or_else(|| PathBuf::from("cache"))
+}
+
+/// The remote cache: `--remote`/`VAEPIPE_REMOTE`, else `[cache] remote`; `None` without one.
+/// Read-only until the caller says `with_push`.
+pub(crate) fn remote_for(
+    global: &GlobalArgs,
+    exp: Option<&Experiment>,
+) -> Result<Option<crate::cache::remote::Remote>, CliError> {
+    let url = global
+        .remote
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            std::env::var("VAEPIPE_REMOTE")
+                .ok()
+                .filter(|u| !u.is_empty())
+        })
+        .or_else(|| exp.and_then(|e| e.remote.clone()));
+    let Some(url) = url else { return Ok(None) };
+    let progress = crate::progress::ProgressMode::detect(global.quiet);
+    crate::cache::remote::Remote::open(&url, progress)
+        .map(Some)
+        .map_err(|e| CliError::Usage(e.to_string()))
 }
 
 pub(crate) fn runs_dir(global: &GlobalArgs) -> PathBuf {

@@ -27,11 +27,14 @@ pub(super) fn finish(
 ) -> Result<(), CliError> {
     let exp = &sweep.base;
     let plan = &sweep_plan.plan;
-    let (mut ran, mut hit, mut bad) = (0, 0, 0);
+    let (mut ran, mut hit, mut bad, mut from_remote) = (0, 0, 0, 0);
     for ((name, outcome), ps) in report.results.iter().zip(&plan.stages) {
         match outcome {
             Outcome::Ran { .. } => ran += 1,
-            Outcome::Hit { .. } => hit += 1,
+            Outcome::Hit { remote, .. } => {
+                hit += 1;
+                from_remote += usize::from(*remote);
+            }
             _ => bad += 1,
         }
         if let Some(dir) = outcome.dir() {
@@ -50,8 +53,13 @@ pub(super) fn finish(
     } else {
         String::new()
     };
+    let from_remote = if from_remote > 0 {
+        format!(" ({from_remote} from the remote)")
+    } else {
+        String::new()
+    };
     println!(
-        "{}: {ran} ran, {hit} fresh, {bad} not completed in {:.2}s{variants}",
+        "{}: {ran} ran, {hit} fresh{from_remote}, {bad} not completed in {:.2}s{variants}",
         exp.name,
         started.elapsed().as_secs_f64()
     );
@@ -176,9 +184,10 @@ pub(super) fn render_event(event: &Event) {
             outcome,
             elapsed,
         } => match outcome {
-            Outcome::Hit { key, .. } => {
+            Outcome::Hit { key, remote, .. } => {
                 tracing::info!(
-                    "stage `{stage}` fresh (hit, key {}…) in {:.2}s",
+                    "stage `{stage}` fresh (hit, {}key {}…) in {:.2}s",
+                    if *remote { "remote, " } else { "" },
                     key.short(),
                     elapsed.as_secs_f64()
                 )

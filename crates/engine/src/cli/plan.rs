@@ -1,14 +1,16 @@
 //! `vaepipe plan FILE`: one line per stage, `fresh` or `dirty` with the reason as a sentence;
 //! with `-v`, each stage's key and the exact preimage that was hashed. For a sweep: one line per
-//! distinct stage of the whole sweep's DAG, saying how many variants share it.
+//! distinct stage of the whole sweep's DAG, saying how many variants share it. With a remote
+//! cache, a dirty stage whose key the remote has is shown as `remote` (it would be downloaded).
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::{CliError, GlobalArgs, SweepArgs};
-use crate::cache::CacheStore;
+use crate::cache::{CacheStore, StageKey};
 use crate::config::Experiment;
 use crate::registry::Registry;
 use crate::scheduler::{self, Freshness, Plan, PlanOptions, SweepPlan};
@@ -42,9 +44,27 @@ pub fn plan(args: PlanArgs, global: &GlobalArgs, registry: &Registry) -> Result<
         print!("{}", render_sweep_header(&sweep, &plan));
     }
     print!("{}", super::search::render_trials(&sweep));
+    // Which dirty stages the remote cache would serve (one HEAD request each).
+    let mut on_remote = HashSet::new();
+    if let Some(remote) = super::remote_for(global, Some(&sweep.base))? {
+        for ps in &plan.plan.stages {
+            if matches!(ps.freshness, Freshness::Dirty(_)) && !ps.forced {
+                match remote.has(&ps.key) {
+                    Ok(true) => {
+                        on_remote.insert(ps.key.clone());
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!("cannot ask the remote cache: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
     print!(
         "{}",
-        render_plan(&sweep.base, &plan.plan, global.verbose > 0)
+        render_plan(&sweep.base, &plan.plan, global.verbose > 0, &on_remote)
     );
     Ok(())
 }
@@ -62,8 +82,14 @@ pub fn render_sweep_header(sweep: &crate::config::Sweep, plan: &SweepPlan) -> St
     )
 }
 
-/// The text `plan` prints (also used by `run -v` before running).
-pub fn render_plan(exp: &Experiment, plan: &Plan, verbose: bool) -> String {
+/// The text `plan` prints; a dirty stage whose key is in `on_remote` says the remote cache
+/// would serve it.
+pub fn render_plan(
+    exp: &Experiment,
+    plan: &Plan,
+    verbose: bool,
+    on_remote: &HashSet<StageKey>,
+) -> String {
     let mut out = String::new();
     for set in &exp.overrides {
         let _ = writeln!(out, "with --set {set}");
@@ -78,6 +104,13 @@ pub fn render_plan(exp: &Experiment, plan: &Plan, verbose: bool) -> String {
         match &ps.freshness {
             Freshness::Fresh => {
                 let _ = writeln!(out, "{:width$}  fresh{shared}", ps.name);
+            }
+            Freshness::Dirty(_) if on_remote.contains(&ps.key) => {
+                let _ = writeln!(
+                    out,
+                    "{:width$}  remote  on the remote cache: would be downloaded, not computed{shared}",
+                    ps.name
+                );
             }
             Freshness::Dirty(reasons) => {
                 let mut text: Vec<String> = reasons.iter().map(|r| r.present()).collect();

@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// failed). Without it, `run` returns once the jobs are submitted.
     #[arg(long)]
     pub wait: bool,
+    /// Push what this run computes (and local hits it lacks) to the remote cache, like
+    /// `[cache] push = true`.
+    #[arg(long)]
+    pub push: bool,
 }
 
 pub fn run(
@@ -297,12 +301,25 @@ fn run_local(
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let remote = super::remote_for(global, Some(exp))?.map(|r| r.with_push(args.push || exp.push));
+    if let Some(r) = &remote {
+        tracing::info!(
+            "remote cache: {}{}",
+            r.url(),
+            if r.pushes() {
+                " (pushing)"
+            } else {
+                " (read-only)"
+            }
+        );
+    }
     let exec = ExecuteOptions {
         run: &run_options,
         jobs,
         cancel: cancel.clone(),
         runs_dir: runs_dir.to_path_buf(),
         tool_version: super::tool_version(),
+        remote: remote.as_ref(),
     };
     let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
     let report_path = std::path::absolute(runs_dir)

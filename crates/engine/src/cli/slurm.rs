@@ -89,7 +89,9 @@ pub(super) fn run(
     let cwd =
         std::env::current_dir().map_err(|e| failed("cannot read the working directory", &e))?;
     let runs_abs = std::path::absolute(runs_dir).unwrap_or_else(|_| runs_dir.to_path_buf());
+    let remote = super::remote_for(global, Some(exp))?;
     let submission = Submission {
+        remote: remote.as_ref(),
         experiment: &exp.name,
         file: &exp.file,
         config: &exp.executor,
@@ -165,6 +167,9 @@ fn job_command(
         "--runs-dir".into(),
         runs_abs.to_string_lossy().into_owned(),
     ];
+    if let Some(remote) = &global.remote {
+        before.extend(["--remote".into(), remote.clone()]);
+    }
     if global.verbose > 0 {
         before.push(format!("-{}", "v".repeat(global.verbose.into())));
     }
@@ -270,8 +275,23 @@ pub(super) fn run_stage(
     registry: &Registry,
 ) -> Result<(), CliError> {
     let sweep = super::load_sweep(&args.file, registry, &args.set, &args.sweep, global)?;
-    let store = CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?;
-    let runs_dir = super::runs_dir(global);
+    // `VAEPIPE_JOB_CACHE_DIR` (`%j`: the job id): a cache of the job's own on a node that
+    // does not share the submitter's filesystem; with a remote it pulls its upstream entries
+    // and pushes its own, and links under that cache's `runs/`.
+    let job_cache = std::env::var("VAEPIPE_JOB_CACHE_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            PathBuf::from(d.replace("%j", &std::env::var("SLURM_JOB_ID").unwrap_or_default()))
+        });
+    let store = match &job_cache {
+        Some(dir) => CacheStore::open(dir)?,
+        None => CacheStore::open(&super::cache_dir(global, Some(&sweep.base)))?,
+    };
+    let runs_dir = match &job_cache {
+        Some(dir) => dir.join("runs"),
+        None => super::runs_dir(global),
+    };
     let full = scheduler::plan_sweep(&sweep, &store, &runs_dir, &PlanOptions::default())?.plan;
     let Some(node) = full.stages.iter().find(|s| s.key.as_str() == args.key) else {
         let now = full
@@ -288,6 +308,25 @@ pub(super) fn run_stage(
             args.file.display()
         )));
     };
+    // Without a shared filesystem a job's cache is its own: it reads its upstream entries
+    // through the remote and pushes its own entry there (`[cache] remote`, `--remote`).
+    let remote = super::remote_for(global, Some(&sweep.base))?.map(|r| r.with_push(true));
+    if let Some(remote) = &remote {
+        for up in node.upstream.values() {
+            match remote.pull(&store, &up.key, &up.stage) {
+                Ok(crate::cache::remote::PullOutcome::Absent) => {
+                    return Err(CliError::Failed(format!(
+                        "upstream stage `{}` (key {}…) is neither in this job's cache nor on the remote {}",
+                        up.stage,
+                        up.key.short(),
+                        remote.url()
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(CliError::Failed(format!("upstream stage `{}`: {e}", up.stage))),
+            }
+        }
+    }
     for &d in &node.deps {
         let up = &full.stages[d];
         if store.get(&up.key).is_none() {
@@ -329,6 +368,7 @@ pub(super) fn run_stage(
         cancel,
         runs_dir,
         tool_version: super::tool_version(),
+        remote: remote.as_ref(),
     };
     let experiments: Vec<&crate::config::Experiment> = sweep.variants.iter().collect();
     let report = scheduler::execute_variants(&experiments, &plan, &store, &exec, &render_event);

@@ -36,6 +36,16 @@ pub struct RawHeader {
     pub warm_start: Option<Spanned<bool>>,
 }
 
+/// `[cache]`: the shared remote cache (`cache::remote`). Never part of a key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// `s3://bucket/prefix`.
+    pub remote: Option<Spanned<String>>,
+    /// Whether runs push what they compute (default false: read-only).
+    pub push: Option<Spanned<bool>>,
+}
+
 /// `[input.<name>]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,9 +171,10 @@ pub struct RawExperiment<'s> {
     pub stages: Vec<RawStage<'s>>,
     pub sweep: Option<RawSweep>,
     pub executor: Option<RawExecutor>,
+    pub cache: RawCache,
 }
 
-const TOP_LEVEL: &[&str] = &["experiment", "input", "stage", "sweep", "executor"];
+const TOP_LEVEL: &[&str] = &["experiment", "input", "stage", "sweep", "executor", "cache"];
 /// The keys of `[executor]`.
 pub const EXECUTOR_KEYS: &[&str] = &["kind", "partition", "account", "time", "extra", "resources"];
 /// The keys of `[sweep]` that are not swept params.
@@ -310,6 +321,13 @@ pub fn parse(text: &str) -> (RawExperiment<'_>, Vec<ConfigError>) {
             "stage" => parse_stages(value, &mut raw, &mut errors),
             "sweep" => raw.sweep = parse_sweep(key.span(), value, &mut errors),
             "executor" => raw.executor = parse_executor(value, &mut errors),
+            "cache" => {
+                let span = value.span();
+                match RawCache::deserialize(toml::de::ValueDeserializer::from(value)) {
+                    Ok(c) => raw.cache = c,
+                    Err(e) => errors.push(from_toml_error(&e, span, "key", "`[cache]`", None)),
+                }
+            }
             other => errors.push(
                 ConfigError::at(key.span(), format!("unknown top-level table `{other}`"))
                     .with_help_opt(suggestion(other, TOP_LEVEL, "tables")),

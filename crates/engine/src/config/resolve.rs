@@ -42,6 +42,10 @@ pub struct Experiment {
     /// From `[experiment] warm_start` (default true): a miss of an extendable stage may
     /// continue its family's largest lower-budget entry (`cache::family`). Never in a key.
     pub warm_start: bool,
+    /// `[cache] remote`: the shared remote cache's `s3://` URL (`--remote` wins). Never in a key.
+    pub remote: Option<String>,
+    /// `[cache] push`: runs push what they compute to the remote. Never in a key.
+    pub push: bool,
 }
 
 /// Which sweep variant an [`Experiment`] is.
@@ -381,6 +385,15 @@ pub(crate) fn resolve_raw(
     }
 
     let executor = super::executor::resolve(raw.executor.as_ref(), registry, errors);
+    let remote = raw.cache.remote.as_ref().map(|r| {
+        if let Err(e) = crate::cache::remote::parse_url(r.get_ref()) {
+            let message = e.to_string();
+            let (what, help) = message.split_once("\n  help: ").unwrap_or((&message, ""));
+            errors.push(ConfigError::at(r.span(), what.to_owned()).with_help(help.to_owned()));
+        }
+        r.get_ref().clone()
+    });
+    let push = raw.cache.push.as_ref().is_some_and(|p| *p.get_ref());
 
     if errors.len() > before {
         return None;
@@ -388,6 +401,8 @@ pub(crate) fn resolve_raw(
     Some(Experiment {
         executor,
         warm_start: raw.header.warm_start.as_ref().is_none_or(|w| *w.get_ref()),
+        remote,
+        push,
         name,
         file: file.to_path_buf(),
         source: source.clone(),

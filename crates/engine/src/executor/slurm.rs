@@ -90,6 +90,32 @@ pub struct Submission<'a> {
     /// Where the jobs run (the submitter's working directory).
     pub chdir: PathBuf,
     pub command: JobCommand,
+    /// The remote cache, when jobs have caches of their own (no shared filesystem): a finished
+    /// job's entry is pulled from it into `store` and linked before the run reports.
+    pub remote: Option<&'a crate::cache::remote::Remote>,
+}
+
+/// A job that ran with a cache of its own pushed its entry: bring it here and link it.
+fn pull_finished(
+    remote: &crate::cache::remote::Remote,
+    store: &CacheStore,
+    runs_dir: &Path,
+    ps: &PlannedStage,
+) {
+    match remote.pull(store, &ps.key, &ps.name) {
+        Ok(crate::cache::remote::PullOutcome::Absent) => {}
+        Ok(_) => {
+            for link in &ps.links {
+                if let Err(e) = store.link_at(runs_dir, link, &ps.key) {
+                    tracing::warn!("stage `{}`: {e}", ps.name);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(
+            "stage `{}`: cannot pull its entry from the remote: {e}",
+            ps.name
+        ),
+    }
 }
 
 /// What happened, for the CLI to render.
@@ -352,6 +378,13 @@ impl SlurmExecutor {
             }
             std::thread::sleep(poll);
         };
+        if let Some(remote) = sub.remote {
+            for (i, ps) in plan.stages.iter().enumerate() {
+                if submitted.submitted[i] && store.get(&ps.key).is_none() {
+                    pull_finished(remote, store, sub.runs_dir, ps);
+                }
+            }
+        }
         let mut results = Vec::new();
         for (i, ps) in plan.stages.iter().enumerate() {
             let record = records.jobs.get(ps.key.as_str());
@@ -365,6 +398,7 @@ impl SlurmExecutor {
                 Some(a) => Outcome::Hit {
                     key: ps.key.clone(),
                     dir: a.dir,
+                    remote: false,
                 },
                 None => match states.get(&i) {
                     Some(NodeState::Job(JobState::Cancelled)) => {
@@ -530,6 +564,7 @@ mod tests {
                 before: vec!["vaepipe".into(), "run-stage".into(), "e.toml".into()],
                 after: vec!["--threads".into(), "1".into()],
             },
+            remote: None,
         };
         let events = Mutex::new(Vec::new());
         let record = |e: &SlurmEvent| events.lock().unwrap().push(e.clone());

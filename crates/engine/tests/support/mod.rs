@@ -67,6 +67,7 @@ impl Project {
             .env_remove("VAEPIPE_CACHE_DIR")
             .env_remove("VAEPIPE_RUNS_DIR")
             .env_remove("RUST_LOG")
+            .env_remove("VAEPIPE_REMOTE")
             // Slurm tests poll job states; a short interval keeps them quick.
             .env("VAEPIPE_SLURM_POLL_MS", "200")
             .env("NO_COLOR", "1");
