@@ -97,6 +97,8 @@ fn make_entry(store: &CacheStore) -> vaepipe_engine::cache::Artifact {
         device: "cpu".into(),
         threads: None,
         notes: Default::default(),
+        family: None,
+        warm_start_from: None,
     };
     store.commit(pending, manifest).unwrap()
 }

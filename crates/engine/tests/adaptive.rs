@@ -269,6 +269,66 @@ fn halving_promotes_the_best_third_with_growing_budgets_and_says_why_the_rest_st
     assert!(md.contains("| rung | origin | stop_reason |"), "{md}");
 }
 
+#[test]
+fn halvings_promoted_trials_warm_start_from_their_lower_rung() {
+    // `extendable = true` declares `steps` an extendable budget: each promoted trial must
+    // continue the entry its lower rung committed (same x, budget / eta), not start over.
+    let p = Project::new();
+    p.file(
+        "exp.toml",
+        &experiment(
+            "extendable = true",
+            "strategy = \"halving\"\ntrials = 9\nspace.\"stage.q.x\" = { uniform = [-1.0, 2.0] }\nbudget = { param = \"stage.q.steps\", min = 1, max = 9, eta = 3 }\n",
+        ),
+    );
+    p.ok(&["run", "exp.toml"]);
+    let rows = table(&p);
+    let entry =
+        |variant: &str| fs::canonicalize(p.dir.join("runs/exp").join(variant).join("q")).unwrap();
+    let manifest = |variant: &str| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(entry(variant).join("manifest.json")).unwrap()).unwrap()
+    };
+    let key = |variant: &str| {
+        entry(variant)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut continued = 0;
+    for row in &rows {
+        let m = manifest(&row["variant"]);
+        if row["rung"] == "0" {
+            assert!(m.get("warm_start_from").is_none(), "{m}");
+            continue;
+        }
+        // The lower rung's trial with the same x is the source, at a third of the budget.
+        let steps: u64 = row["steps"].parse().unwrap();
+        let lower_rung = (row["rung"].parse::<u32>().unwrap() - 1).to_string();
+        let source = rows
+            .iter()
+            .find(|r| r["rung"] == lower_rung && r["x"] == row["x"])
+            .unwrap();
+        let from = &m["warm_start_from"];
+        assert_eq!(from["budget"], steps / 3, "{m}");
+        assert!(
+            key(&source["variant"]).starts_with(from["key"].as_str().unwrap()),
+            "{m}"
+        );
+        continued += 1;
+    }
+    assert_eq!(continued, 4, "3 trials at rung 1 and 1 at rung 2");
+    // The kind saw its partial dir seeded: the counter says which runs continued what.
+    let counts = fs::read_to_string(p.dir.join("counts/q")).unwrap();
+    let mut from: Vec<&str> = counts
+        .lines()
+        .filter_map(|l| l.split_once(" from "))
+        .map(|(_, b)| b)
+        .collect();
+    from.sort();
+    assert_eq!(from, ["1", "1", "1", "3"], "{counts}");
+}
+
 /// As `short_number` prints: 4 decimals, trailing zeros cut.
 fn short(x: f64) -> String {
     let s = format!("{x:.4}");

@@ -405,6 +405,8 @@ struct QuadraticParams {
     counter: Option<PathBuf>,
     /// Sleeps `x × sleep_ms_per_x` ms, so trials finish in the order of their `x`.
     sleep_ms_per_x: f64,
+    /// Declares `steps` an extendable budget, so halving's promoted trials warm-start.
+    extendable: bool,
 }
 
 impl Default for QuadraticParams {
@@ -415,6 +417,7 @@ impl Default for QuadraticParams {
             steps: 1,
             counter: None,
             sleep_ms_per_x: 0.0,
+            extendable: false,
         }
     }
 }
@@ -437,7 +440,25 @@ impl Stage for Quadratic {
         Vec::new()
     }
 
+    fn extendable_budget(p: &QuadraticParams) -> Option<&'static str> {
+        p.extendable.then_some("steps")
+    }
+
+    /// The score does not depend on history, so continuing is only a marker the run reports.
+    fn warm_start(
+        _: &QuadraticParams,
+        source: &WarmSource<'_>,
+        partial_dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        std::fs::write(partial_dir.join("continued"), source.budget.to_string())?;
+        Ok(())
+    }
+
     fn run(p: &QuadraticParams, cx: &mut StageCx<'_>) -> anyhow::Result<()> {
+        // `x steps`, and ` from B` when continuing an entry of budget B.
+        let continued = std::fs::read_to_string(cx.partial_dir().join("continued"))
+            .map(|b| format!(" from {b}"))
+            .unwrap_or_default();
         if let Some(counter) = &p.counter {
             if let Some(parent) = counter.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
@@ -446,7 +467,7 @@ impl Stage for Quadratic {
                 .create(true)
                 .append(true)
                 .open(counter)?;
-            writeln!(f, "{} {}", p.x, p.steps)?;
+            writeln!(f, "{} {}{continued}", p.x, p.steps)?;
         }
         let sleep = (p.x.abs() * p.sleep_ms_per_x).min(5_000.0);
         std::thread::sleep(Duration::from_millis(sleep as u64));
