@@ -2,6 +2,7 @@
 //! scratch in a fresh cache, output for output (CPU, one thread), under the from-scratch key,
 //! with `warm_start_from` in the manifest; `plan` says where it starts, and only for a lower
 //! budget of the same configuration; `verify` recomputes the warm-started entry from scratch.
+//! A halving sweep's finalist continues its own rung-0 training to the same bits and key.
 //! The engine's side (another param, a larger budget, a non-extendable kind, a damaged source,
 //! a kill) is tested on test kinds in `crates/engine/tests/warm_start.rs`.
 
@@ -108,4 +109,67 @@ fn train_vae_continued_from_4_to_12_steps_equals_12_steps_from_scratch() {
         .filter_map(|l| l.split('`').next())
         .collect();
     assert_eq!(differing, TIMED, "{}", v.all());
+}
+
+/// A halving sweep of the real pipeline up to the probes: 3 random (alfa, beta) at 2 steps, the
+/// best by probe accuracy continued to 6. The finalist warm-starts from its own rung-0 entry and
+/// is bitwise the 6-step run a fresh cache computes from its params, under the same key.
+#[test]
+fn halvings_finalist_continues_its_rung_0_training_to_the_from_scratch_bits() {
+    let upto_vectors = &TINY[..TINY.find("[stage.render]").unwrap()];
+    let sweep = "[sweep]\nstrategy = \"halving\"\nseed = 3\nobjective = \"vectors.probe_average_accuracy\"\ngoal = \"max\"\ntrials = 3\nspace.\"stage.train.alfa\" = { log_uniform = [0.1, 10.0] }\nspace.\"stage.train.beta\" = { uniform = [0.1, 1.0] }\nbudget = { param = \"stage.train.max_steps\", min = 2, max = 6, eta = 3 }\n";
+    let p = Project::new();
+    p.file("tiny.toml", &format!("{upto_vectors}\n{sweep}"));
+    let r = p.ok(&["run", "tiny.toml", "--threads", "1", "-v"]);
+
+    // Four trials: three at rung 0, one promoted; only the promoted one continues.
+    let mut trains: Vec<(PathBuf, serde_json::Value)> = std::fs::read_dir(p.path("runs/tiny"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::canonicalize(e.path().join("train")).ok())
+        .map(|dir| {
+            let m = manifest(&dir);
+            (dir, m)
+        })
+        .collect();
+    trains.sort_by_key(|(_, m)| m["params"]["max_steps"].as_u64());
+    let budgets: Vec<u64> = trains
+        .iter()
+        .map(|(_, m)| m["params"]["max_steps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(budgets, [2, 2, 2, 6], "{}", r.all());
+    let (warm, m) = trains.pop().unwrap();
+    assert_eq!(m["warm_start_from"]["budget"], 2, "{m}");
+    let source = m["warm_start_from"]["key"].as_str().unwrap();
+    let (from, _) = trains
+        .iter()
+        .find(|(d, _)| d.file_name().unwrap().to_string_lossy().starts_with(source))
+        .unwrap_or_else(|| panic!("the source {source} is a rung-0 trial"));
+    assert_eq!(manifest(from)["params"]["alfa"], m["params"]["alfa"]);
+    assert!(trains
+        .iter()
+        .all(|(_, m)| m.get("warm_start_from").is_none()));
+    assert!(r.stderr.contains("resuming from step 2"), "{}", r.stderr);
+
+    // The same params from scratch, in a fresh cache: same key, same bits.
+    let (alfa, beta) = (
+        m["params"]["alfa"].as_f64().unwrap(),
+        m["params"]["beta"].as_f64().unwrap(),
+    );
+    let scratch = Project::new();
+    let upto_train = &TINY[..TINY.find("[stage.encode]").unwrap()];
+    scratch.file(
+        "tiny.toml",
+        &format!(
+            "{}alfa = {alfa:?}\nbeta = {beta:?}\n",
+            upto_train.replace("max_steps = 4", "max_steps = 6")
+        ),
+    );
+    scratch.ok(&["run", "tiny.toml", "--threads", "1"]);
+    assert_eq!(
+        warm.file_name(),
+        train(&scratch).file_name(),
+        "filed under the from-scratch key"
+    );
+    assert_eq!(outputs(&warm), outputs(&train(&scratch)));
 }
