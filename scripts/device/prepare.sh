@@ -13,58 +13,29 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cache="${VAEPIPE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/vaepipe}"
 TORCH_VERSION="${VAEPIPE_DEVICE_TORCH:-2.11.0}"
-venv="$cache/torch-$TORCH_VERSION"
 limit_mib=64
 
 say() { echo "prepare: $*" >&2; }
 
-if [ ! -f "$venv/.complete" ]; then
-  say "installing torch==$TORCH_VERSION (its libtorch) and cmake into $venv (one time, ~2.5 min, ~4.7 GB)"
-  mkdir -p "$cache"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  # cmake >= 3.26 builds the bundled HDF5 (Debian 12 has 3.25).
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" cmake >&2
-  touch "$venv/.complete"
-fi
-torch_dir=$(ls -d "$venv"/lib/python3*/site-packages/torch | head -n 1)
-
-export LIBTORCH="$torch_dir"
-# tch 0.26 checks for libtorch 2.13; the C API it uses is the same in 2.11 (README).
-export LIBTORCH_BYPASS_VERSION_CHECK=1
-export PATH="$venv/bin:$PATH"
-# cmake 4 refuses projects that still declare support for cmake < 3.5 (HDF5's dependencies).
-export CMAKE_POLICY_VERSION_MINIMUM=3.5
+# The torch venv, LIBTORCH and the patched torch-sys (scripts/device/libtorch-env.sh).
+# shellcheck source=scripts/device/libtorch-env.sh
+. "$root/scripts/device/libtorch-env.sh"
 export CARGO_TARGET_DIR="${VAEPIPE_DIST_TARGET:-$cache/target-dist-$TORCH_VERSION}"
-
-# torch-sys 0.26's generated C++ wraps libtorch 2.13's ops; for another libtorch, a patched
-# copy stubs the wrappers of ops it lacks (patch_torch_sys.py says why that is safe).
-cargo_config=()
-if [ "$TORCH_VERSION" != "2.13.0" ]; then
-  (cd "$root" && cargo fetch --quiet >&2)
-  registry_src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/torch-sys-0.26.0 | head -n 1)
-  patched="$cache/torch-sys-0.26.0-for-libtorch-$TORCH_VERSION"
-  if [ ! -f "$patched/.complete" ]; then
-    say "patching torch-sys for libtorch $TORCH_VERSION into $patched; stubbed wrappers:"
-    python3 "$root/scripts/device/patch_torch_sys.py" "$registry_src" "$torch_dir" "$patched" | sed 's/^/  /' >&2
-    touch "$patched/.complete"
-  fi
-  cargo_config=(--config "patch.crates-io.torch-sys.path='$patched'")
-  # The patch rewrites Cargo.lock's torch-sys entry; the checked-in lock file stays as it is.
-  lock_backup=$(mktemp)
-  cp "$root/Cargo.lock" "$lock_backup"
-  trap 'cp "$lock_backup" "$root/Cargo.lock"; rm -f "$lock_backup"' EXIT
-fi
 
 say "building vaepipe (profile dist, static HDF5) against libtorch $TORCH_VERSION into $CARGO_TARGET_DIR"
 (cd "$root" && cargo "${cargo_config[@]}" build --profile dist --features static-hdf5 --bin vaepipe >&2)
-# `VAEPIPE_DEVICE_TEST=1`: also run the whole test suite with this libtorch and this build.
-if [ "${VAEPIPE_DEVICE_TEST:-0}" = 1 ]; then
-  say "running the test suite against libtorch $TORCH_VERSION (profile dist, static HDF5)"
-  (cd "$root" && cargo "${cargo_config[@]}" test --workspace --profile dist --features vaepipe/static-hdf5 >&2)
-fi
+# `VAEPIPE_DEVICE_TEST=1`: also run the whole test suite against this libtorch, in the dev
+# profile with Debian's HDF5 (scripts/device/test-libtorch.sh, into $VAEPIPE_TEST_TARGET or its
+# own default target dir); `=dist`: in this build's profile with static HDF5 (much slower:
+# every test binary is then built in the dist profile).
+case "${VAEPIPE_DEVICE_TEST:-0}" in
+  1) CARGO_TARGET_DIR="${VAEPIPE_TEST_TARGET:-}" "$root/scripts/device/test-libtorch.sh" "$TORCH_VERSION" ;;
+  dist)
+    say "running the test suite against libtorch $TORCH_VERSION (profile dist, static HDF5)"
+    (cd "$root" && cargo "${cargo_config[@]}" test --workspace --profile dist --features vaepipe/static-hdf5 >&2)
+    ;;
+esac
 
 out="$root/.device"
 rm -rf "$out"
