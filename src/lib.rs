@@ -12,6 +12,7 @@ pub mod formats;
 pub mod limits;
 pub mod malloc_policy;
 pub mod models;
+pub mod omp_wait;
 pub mod precision;
 pub mod stages;
 pub mod torch_runtime;

@@ -58,6 +58,8 @@ fn fail(err: &anyhow::Error) -> ExitCode {
 
 fn main() -> ExitCode {
     vaepipe::torch_runtime::at_startup();
+    // Takes back the OpenMP wait policy the re-execution was given (src/omp_wait.rs).
+    vaepipe::omp_wait::at_startup();
     // First, before libtorch allocates anything: keep freed memory (src/malloc_policy.rs).
     vaepipe::malloc_policy::apply_at_startup();
     vaepipe_engine::panic_hook::install();

@@ -100,6 +100,8 @@ pub fn ensure_loaded() -> anyhow::Result<()> {
         .args(args)
         .env("LD_PRELOAD", join(&preload))
         .env(REEXEC_MARKER, previous)
+        // libgomp reads its wait policy when loaded: now (src/omp_wait.rs).
+        .envs(crate::omp_wait::reexec_env())
         .exec();
     Err(anyhow::anyhow!(
         "could not re-execute {} with libtorch: {err}",

@@ -18,6 +18,7 @@ use super::bench_baseline::{self, TorchMode, TorchRun};
 use crate::data::{ImageList, LoaderConfig};
 use crate::malloc_policy::{self, MallocPolicy};
 use crate::models::VaeArch;
+use crate::omp_wait;
 use crate::stages::train_vae::{LossType, StepRunner, TrainVaeParams};
 
 #[derive(clap::Args)]
@@ -52,7 +53,7 @@ pub struct BenchArgs {
     /// With `--baseline pytorch`: also its `torch.compile` version (compiling takes minutes)
     #[arg(long)]
     compile: bool,
-    /// Skip the malloc-policy comparison (two child processes per policy)
+    /// Skip the malloc- and OpenMP-wait-policy comparisons (two child processes per policy)
     #[arg(long)]
     no_malloc_ab: bool,
     /// `startup` only: files in the generated dataset
@@ -163,6 +164,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         MallocPolicy::from_env(),
         malloc_policy::ENV
     );
+    println!(
+        "OpenMP wait policy: {} (set {}=default for libgomp's)",
+        omp_wait::in_effect(),
+        omp_wait::ENV
+    );
     let mut rows = Vec::new();
     for &&(name, model, loss, batch) in &configs {
         let mut params = TrainVaeParams {
@@ -207,6 +213,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if !args.no_malloc_ab {
         malloc_ab(&args, if args.quick { 32 } else { 128 })?;
+        omp_wait_ab(&args, 32)?;
     }
     if let Some(Baseline::Pytorch) = args.baseline {
         pytorch_baseline(&args, device)?;
@@ -258,17 +265,27 @@ fn cpu_seconds() -> f64 {
     super::bench_startup::proc_cpu_seconds(false)
 }
 
-/// Runs the probe in child processes under each policy, interleaved (default, retain,
-/// default, retain), and prints steps/s and peak RSS with retain's ratios against default.
-fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
+/// A process-wide policy compared in child processes: its environment variable, and the
+/// table's words for the opt-out (`default`) and for vaepipe's default.
+struct PolicyAb {
+    title: &'static str,
+    env: &'static str,
+    default_label: String,
+    ours: &'static str,
+    ours_label: String,
+}
+
+/// Runs the probe in child processes under each policy, interleaved (default, vaepipe's,
+/// default, vaepipe's), and prints steps/s and peak RSS with vaepipe's ratios against default.
+fn policy_ab(args: &BenchArgs, batch: usize, ab: &PolicyAb) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut results: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
     for _round in 0..2 {
-        for (i, policy) in ["default", "retain"].into_iter().enumerate() {
+        for (i, policy) in ["default", ab.ours].into_iter().enumerate() {
             let mut cmd = Command::new(&exe);
             cmd.args(["bench", "train", "--probe-batch", &batch.to_string()])
                 .args(["--steps", &args.steps.to_string(), "--device", &args.device])
-                .env(malloc_policy::ENV, policy);
+                .env(ab.env, policy);
             if let Some(t) = args.threads {
                 cmd.args(["--threads", &t.to_string()]);
             }
@@ -280,7 +297,8 @@ fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
                 .find_map(|l| serde_json::from_str(l).ok())
                 .with_context(|| {
                     format!(
-                        "the malloc probe ({policy}) printed no result: {stdout}{}",
+                        "the {} probe ({policy}) printed no result: {stdout}{}",
+                        ab.title,
                         String::from_utf8_lossy(&out.stderr)
                     )
                 })?;
@@ -293,20 +311,68 @@ fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
         |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
     let (d_sps, d_rss) = (mean(&results[0], |r| r.0), mean(&results[0], |r| r.1));
     let (r_sps, r_rss) = (mean(&results[1], |r| r.0), mean(&results[1], |r| r.1));
-    println!("\nmalloc policy (dfc_vae PERCEPTUAL, batch {batch}, child processes interleaved default/retain ×2):");
+    println!(
+        "\n{} (dfc_vae PERCEPTUAL, batch {batch}, child processes interleaved default/{}×2, load {:.1}):",
+        ab.title,
+        ab.ours,
+        load_average()
+    );
     println!("| policy | steps/s | peak RSS | vs default |");
     println!("|---|---:|---:|---:|");
     println!(
-        "| default (VAEPIPE_MALLOC=default) | {d_sps:.3} | {:.0} MiB | 1.00× |",
+        "| {} | {d_sps:.3} | {:.0} MiB | 1.00× |",
+        ab.default_label,
         d_rss / 1048576.0
     );
     println!(
-        "| retain (vaepipe's default) | {r_sps:.3} | {:.0} MiB | {:.2}× speed, {:.2}× peak RSS |",
+        "| {} | {r_sps:.3} | {:.0} MiB | {:.2}× speed, {:.2}× peak RSS |",
+        ab.ours_label,
         r_rss / 1048576.0,
         r_sps / d_sps,
         r_rss / d_rss
     );
     Ok(())
+}
+
+/// The malloc policy's comparison: glibc's defaults against `retain`.
+fn malloc_ab(args: &BenchArgs, batch: usize) -> Result<()> {
+    policy_ab(
+        args,
+        batch,
+        &PolicyAb {
+            title: "malloc policy",
+            env: malloc_policy::ENV,
+            default_label: format!("default ({}=default)", malloc_policy::ENV),
+            ours: "retain",
+            ours_label: "retain (vaepipe's default)".into(),
+        },
+    )
+}
+
+/// The OpenMP wait policy's comparison: libgomp's spinning against `passive`.
+fn omp_wait_ab(args: &BenchArgs, batch: usize) -> Result<()> {
+    policy_ab(
+        args,
+        batch,
+        &PolicyAb {
+            title: "OpenMP wait policy",
+            env: omp_wait::ENV,
+            default_label: format!(
+                "libgomp's default, spin then sleep ({}=default)",
+                omp_wait::ENV
+            ),
+            ours: "passive",
+            ours_label: "passive (vaepipe's default)".into(),
+        },
+    )
+}
+
+/// The 1-minute load average (other processes sharing the cores), NaN where unknown.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// vaepipe and the PyTorch port of the same step, at batch 128 and 32 (only 32 with `--quick`),
@@ -328,9 +394,11 @@ fn pytorch_baseline(args: &BenchArgs, device: Device) -> Result<()> {
     }
     let batches: &[usize] = if args.quick { &[32] } else { &[128, 32] };
     println!(
-        "\nvs PyTorch ({}, same thread count {}, default allocators; dfc_vae PERCEPTUAL, three layers):",
+        "\nvs PyTorch ({}, same thread count {}, default allocators; dfc_vae PERCEPTUAL, three layers; vaepipe's OpenMP wait: {}; load {:.1}):",
         python.display(),
-        tch::get_num_threads()
+        tch::get_num_threads(),
+        omp_wait::in_effect(),
+        load_average()
     );
     println!("| batch | vaepipe steps/s | baseline | baseline steps/s | vaepipe vs baseline |");
     println!("|---:|---:|---|---:|---:|");
@@ -338,22 +406,31 @@ fn pytorch_baseline(args: &BenchArgs, device: Device) -> Result<()> {
         let before = time_steps(&perceptual(batch), device, args.steps)?;
         let mut theirs = Vec::new();
         for &mode in &modes {
-            let run = TorchRun {
-                python: &python,
-                script: &script,
-                batch,
-                depth: 3,
-                steps: args.steps,
-                threads: tch::get_num_threads() as usize,
-            };
-            theirs.push((mode, run.steps_per_s(mode)?));
+            // As users run it (libgomp's spinning), and with the wait policy vaepipe sets.
+            for omp_passive in [false, true] {
+                let run = TorchRun {
+                    python: &python,
+                    script: &script,
+                    batch,
+                    depth: 3,
+                    steps: args.steps,
+                    threads: tch::get_num_threads() as usize,
+                    omp_passive,
+                };
+                theirs.push((mode, omp_passive, run.steps_per_s(mode)?));
+            }
         }
         let after = time_steps(&perceptual(batch), device, args.steps)?;
         let ours = (before + after) / 2.0;
-        for (mode, sps) in theirs {
+        for (mode, omp_passive, sps) in theirs {
             println!(
-                "| {batch} | {ours:.3} | {} | {sps:.3} | {:.2}× |",
+                "| {batch} | {ours:.3} | {}{} | {sps:.3} | {:.2}× |",
                 mode.name(),
+                if omp_passive {
+                    " + OMP_WAIT_POLICY=PASSIVE"
+                } else {
+                    ""
+                },
                 ours / sps
             );
         }

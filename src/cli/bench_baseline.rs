@@ -60,6 +60,9 @@ pub struct TorchRun<'a> {
     pub depth: usize,
     pub steps: usize,
     pub threads: usize,
+    /// Run it with `OMP_WAIT_POLICY=PASSIVE` (vaepipe's default wait policy, src/omp_wait.rs)
+    /// instead of the environment's.
+    pub omp_passive: bool,
 }
 
 impl TorchRun<'_> {
@@ -72,6 +75,9 @@ impl TorchRun<'_> {
             .args(["--threads", &self.threads.to_string()]);
         if mode == TorchMode::Compile {
             cmd.arg("--compile");
+        }
+        if self.omp_passive {
+            cmd.env("OMP_WAIT_POLICY", "PASSIVE");
         }
         let out = cmd
             .output()

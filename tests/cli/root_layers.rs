@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top; a module may use any module of a lower layer.
 const LAYERS: &[&[&str]] = &[
-    &["limits", "device", "torch_runtime"],
+    &["limits", "device", "torch_runtime", "omp_wait"],
     &["models", "analysis"],
     &["formats", "data"],
     &["train"],
