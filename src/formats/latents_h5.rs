@@ -183,7 +183,9 @@ mod tests {
         let (n, l) = (5, 3);
         let z: Vec<f32> = (0..n * l).map(|i| (i as f32 * 0.37).sin() / 3.0).collect();
         let m: Vec<f32> = (0..n * l).map(|i| (i as f32 * 1.91).cos() * 7.0).collect();
-        let labels: Vec<i8> = (0..n * 2).map(|i| if i % 3 == 0 { 1 } else { -1 }).collect();
+        let labels: Vec<i8> = (0..n * 2)
+            .map(|i| if i % 3 == 0 { 1 } else { -1 })
+            .collect();
         let names: Vec<String> = (1..=n).map(|i| format!("{i:06}.jpg")).collect();
         let fields = vec!["Smiling".to_owned(), "Male".to_owned()];
         let partition = vec![0, 0, 1, 2, 2];
@@ -210,7 +212,10 @@ mod tests {
         };
         let wide_path = dir.path().join("wide.h5");
         wide.write(&wide_path).unwrap();
-        assert_eq!(std::fs::read(&narrow).unwrap(), std::fs::read(&wide_path).unwrap());
+        assert_eq!(
+            std::fs::read(&narrow).unwrap(),
+            std::fs::read(&wide_path).unwrap()
+        );
         assert_eq!(LatentSet::read(&narrow).unwrap(), wide);
     }
 }

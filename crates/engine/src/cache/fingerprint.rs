@@ -14,10 +14,10 @@
 //! memory is bounded by the largest directory, not by the number of files. Listings are
 //! compared as two sorted streams ([`diff_listings`]).
 
+use serde::Deserialize;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use serde::Deserialize;
 
 /// How an external input is fingerprinted into the keys of the stages that read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
@@ -308,7 +308,9 @@ mod tests {
     #[test]
     fn walk_order_is_the_byte_order_of_full_paths() {
         let dir = tempfile::tempdir().unwrap();
-        for p in ["a/x", "a/b/c", "a-b", "a.txt", "a0", "ab/y", "A", "a/b-c", "a/b.d/e"] {
+        for p in [
+            "a/x", "a/b/c", "a-b", "a.txt", "a0", "ab/y", "A", "a/b-c", "a/b.d/e",
+        ] {
             let full = dir.path().join(p);
             fs::create_dir_all(full.parent().unwrap()).unwrap();
             fs::write(full, p).unwrap();

@@ -60,7 +60,9 @@ impl CacheStore {
         mode: FingerprintMode,
         hash: HashFiles,
     ) -> Result<InputFingerprint, FingerprintError> {
-        Ok(self.fingerprint_input_with(path, mode, hash, RACY_MARGIN)?.0)
+        Ok(self
+            .fingerprint_input_with(path, mode, hash, RACY_MARGIN)?
+            .0)
     }
 
     /// [`CacheStore::fingerprint_input`], also saying how many hashes the stat cache gave.
@@ -99,7 +101,9 @@ impl CacheStore {
             }
             let target = self.listing_path(&fp.digest);
             if !target.exists() {
-                let file = listing.into_inner().map_err(|e| err(&tmp)(e.into_error()))?;
+                let file = listing
+                    .into_inner()
+                    .map_err(|e| err(&tmp)(e.into_error()))?;
                 file.sync_all().map_err(err(&tmp))?;
                 fs::rename(&tmp, &target).map_err(err(&target))?;
             }
@@ -167,16 +171,19 @@ mod tests {
     }
 
     impl Fixture {
-        /// A planning fingerprint by content, and how many hashes came from the stat cache.
-        fn planned(&self) -> (InputFingerprint, usize) {
+        /// A fingerprint by content, and how many hashes came from the stat cache.
+        fn walk(
+            &self,
+            hash: HashFiles,
+            margin: Duration,
+        ) -> Result<(InputFingerprint, usize), FingerprintError> {
             self.store
-                .fingerprint_input_with(
-                    &self.data,
-                    FingerprintMode::Content,
-                    HashFiles::Changed,
-                    MARGIN,
-                )
-                .unwrap()
+                .fingerprint_input_with(&self.data, FingerprintMode::Content, hash, margin)
+        }
+
+        /// A planning fingerprint by content.
+        fn planned(&self) -> (InputFingerprint, usize) {
+            self.walk(HashFiles::Changed, MARGIN).unwrap()
         }
 
         fn stat_cache_files(&self) -> Vec<PathBuf> {
@@ -229,7 +236,10 @@ mod tests {
         // a.png and z.txt are untouched; the other four are new, gone, changed or moved.
         assert_eq!(reused, 2);
         assert_eq!(second.files, 5);
-        let diff = f.store.diff_listings(&first.digest, &second.digest).unwrap();
+        let diff = f
+            .store
+            .diff_listings(&first.digest, &second.digest)
+            .unwrap();
         assert_eq!((diff.added, diff.removed, diff.modified), (2, 2, 1));
         // The rewritten stat cache serves the next walk whole.
         let (third, reused) = f.planned();
@@ -262,11 +272,17 @@ mod tests {
     #[test]
     fn files_younger_than_the_margin_are_not_recorded() {
         let f = fixture();
-        fs::write(f.data.join("id1/a.png"), "fresh").unwrap();
-        f.planned();
-        let (fp, reused) = f.planned();
-        assert_eq!(fp.digest, f.truth());
-        assert_eq!(reused, 4, "the fresh file is read again");
+        let long = Duration::from_secs(600);
+        let walk = |margin| f.walk(HashFiles::Changed, margin).unwrap();
+        walk(long);
+        let (fp, reused) = walk(long);
+        assert_eq!(
+            (fp.digest, reused),
+            (f.truth(), 0),
+            "all five are too young"
+        );
+        walk(MARGIN);
+        assert_eq!(walk(MARGIN).1, 5);
     }
 
     /// A walk that fails part-way (here a dangling link; a kill is the same: no rename) keeps
@@ -279,12 +295,8 @@ mod tests {
             panic!("one stat cache expected")
         };
         let before = fs::read(cache_file).unwrap();
-        std::os::unix::fs::symlink(f.data.join("missing"), f.data.join("id1/broken.png"))
-            .unwrap();
-        let err = f
-            .store
-            .fingerprint_input_with(&f.data, FingerprintMode::Content, HashFiles::Changed, MARGIN)
-            .unwrap_err();
+        std::os::unix::fs::symlink(f.data.join("missing"), f.data.join("id1/broken.png")).unwrap();
+        let err = f.walk(HashFiles::Changed, MARGIN).unwrap_err();
         assert!(err.to_string().contains("broken.png"), "{err}");
         assert_eq!(fs::read(cache_file).unwrap(), before);
         assert!(f.tmp_files().is_empty(), "{:?}", f.tmp_files());
@@ -320,10 +332,7 @@ mod tests {
         };
         let before = fs::read(cache_file).unwrap();
         fs::write(f.data.join("z.txt"), "yy").unwrap();
-        let (fp, reused) = f
-            .store
-            .fingerprint_input_with(&f.data, FingerprintMode::Content, HashFiles::All, MARGIN)
-            .unwrap();
+        let (fp, reused) = f.walk(HashFiles::All, MARGIN).unwrap();
         assert_eq!((fp.digest, reused), (f.truth(), 0));
         assert_eq!(fs::read(cache_file).unwrap(), before);
     }

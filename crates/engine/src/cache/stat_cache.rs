@@ -94,7 +94,10 @@ impl HashReuse {
         let root_text = root.to_string_lossy();
         let name = blake3::hash(root_text.as_bytes()).to_hex();
         let target = dir.join(format!("{}.tsv", &name[..32]));
-        let header = format!("{HEADER}\t{}\n", serde_json::Value::from(root_text.as_ref()));
+        let header = format!(
+            "{HEADER}\t{}\n",
+            serde_json::Value::from(root_text.as_ref())
+        );
         fs::create_dir_all(dir).ok()?;
         let mut writer = BufWriter::new(fs::File::create(&tmp).ok()?);
         writer.write_all(header.as_bytes()).ok()?;
