@@ -57,7 +57,7 @@ measure() { # measure LABEL CMD... : one table row (wall, user+sys, peak RSS)
 }
 
 ratio() { # ratio A B: A / B to two places
-  echo "scale=2; $1 / $2" | bc
+  printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"
 }
 
 # 1. The sources: synth-faces' 2,000 CelebA-style JPEGs and 1,000 CASIA-style PNGs.
