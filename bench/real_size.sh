@@ -3,19 +3,25 @@
 # links to the 2,000 + 1,000 images synth-faces draws, attribute files generated row by row),
 # and the release/dev binary driven over them. Prints a markdown table; a benchmark, not a test.
 #
-#   bench/real_size.sh [--bin target/debug/vaepipe] [--dir /tmp/vaepipe-real-size] \
+#   bench/real_size.sh [--bin target/debug/vaepipe] [--baseline BIN] [--dir /tmp/vaepipe-real-size] \
 #       [--celeba 202599] [--casia-folders 10000] [--per-folder 50] \
 #       [--align-check N] [--encode "10000 50000"]
 #
-# For each set: the stat and content fingerprints (`plan` on an input declared with
-# `fingerprint = "stat"` / `"content"`: planning is the walk plus a key check), align-check
-# images/s on the first N files (`--align-check`, 0 = all). For CelebA: encode images/s and
+# For each set, at full size and at a quarter of it (so the memory slope shows): the stat walk
+# floor (`find -printf` of size and mtime), the stat and content fingerprints (`plan` on an input
+# declared with `fingerprint = "stat"` / `"content"`: planning is the walk plus a key check;
+# by content twice, the second reusing the stat cache), and the no-op `run` of a fully cached
+# stage over the whole set, each as a ratio of the walk floor. With `--baseline BIN` (e.g. a
+# build of main) every fingerprint and no-op row is measured with both binaries in the same
+# run. Then align-check images/s on the first N files (`--align-check`, 0 = all). For CelebA:
+# encode images/s and
 # peak RSS, attribute-vectors + probes time and peak RSS, latents.h5 size, at each size in
 # `--encode` (a subset of the CelebA-size set), with a 2-step train-vae as the model.
 # Wall and user+sys come from /usr/bin/time; the load average is printed beside them.
 set -euo pipefail
 
 bin=target/debug/vaepipe
+baseline=
 dir=${TMPDIR:-/tmp}/vaepipe-real-size
 celeba=202599
 casia_folders=10000
@@ -25,6 +31,7 @@ encode_sizes="10000 50000"
 while [ $# -gt 0 ]; do
   case $1 in
     --bin) bin=$2; shift 2 ;;
+    --baseline) baseline=$(realpath "$2"); shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --celeba) celeba=$2; shift 2 ;;
     --casia-folders) casia_folders=$2; shift 2 ;;
@@ -47,6 +54,10 @@ measure() { # measure LABEL CMD... : one table row (wall, user+sys, peak RSS)
   printf '| %s | %.2f | %.2f | %.0f MB | %s |\n' "$label" "$wall" "$(echo "$user + $sys" | bc)" \
     "$(echo "$rss / 1024" | bc)" "$load"
   echo "$wall" > last_wall.txt
+}
+
+ratio() { # ratio A B: A / B to two places
+  printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"
 }
 
 # 1. The sources: synth-faces' 2,000 CelebA-style JPEGs and 1,000 CASIA-style PNGs.
@@ -136,19 +147,44 @@ EOF
 }
 
 echo "load average at start: $(cat /proc/loadavg); $(nproc) CPUs"
+echo "binaries: this = $bin${baseline:+, main = $baseline}"
 echo
 echo "| what | wall s | user+sys s | peak RSS | load |"
 echo "|---|---:|---:|---:|---:|"
+binaries="this"
+[ -n "$baseline" ] && binaries="main this"
+bin_path() { if [ "$1" = main ]; then echo "$baseline"; else echo "$bin"; fi; }
 for set in celeba casia; do
   # The expected size must be the images' own, or align-check rejects them from the header
   # without decoding (178x218 CelebA JPEGs, 182x182 CASIA PNGs).
   if [ $set = celeba ]; then data=celeba-full/img_align_celeba; n=$celeba; size="[178, 218]"
   else data=casia-full; n=$((casia_folders * per_folder)); size="[182, 182]"; fi
+  # A quarter-size set beside the full one: peak RSS at N/4 and N shows the slope.
+  if [ $set = celeba ]; then build_celeba celeba-quarter $((celeba / 4)); quarter=celeba-quarter/img_align_celeba; nq=$((celeba / 4))
+  else build_casia casia-quarter $((casia_folders / 4)) "$per_folder"; quarter=casia-quarter; nq=$(((casia_folders / 4) * per_folder)); fi
   # SKIP_FINGERPRINTS=1: only align-check and encode (the walks take minutes at full size).
-  [ "${SKIP_FINGERPRINTS:-0}" = 1 ] || measure "$set $n files: stat walk (find -printf)" find "$data" -type f -printf '%s %T@\n'
-  [ "${SKIP_FINGERPRINTS:-0}" = 1 ] || for mode in stat content; do
-    fingerprint_toml "fp-$set-$mode" "$data" "$mode"
-    measure "$set $n files: plan, $mode fingerprint" "$bin" plan "fp-$set-$mode.toml"
+  [ "${SKIP_FINGERPRINTS:-0}" = 1 ] || for size_name in quarter full; do
+    if [ $size_name = full ]; then d=$data; k=$n; else d=$quarter; k=$nq; fi
+    find "$d" -type f -printf '%s %T@\n' > /dev/null # warm the dentry cache for every row alike
+    measure "$set $k files: stat walk (find -printf)" find "$d" -type f -printf '%s %T@\n'
+    floor=$(cat last_wall.txt)
+    for b in $binaries; do
+      for mode in stat content; do
+        # expected_size [1, 1]: align-check rejects every image from its header, so the stage
+        # is cheap to compute once and the no-op run below has a whole-set entry to hit.
+        fingerprint_toml "fp-$set-$size_name-$mode" "$d" "$mode" "[1, 1]"
+        measure "$set $k files: plan, $mode fingerprint ($b)" "$(bin_path $b)" plan "fp-$set-$size_name-$mode.toml"
+        echo "|   → $(ratio "$(cat last_wall.txt)" "$floor") × the walk | | | | |"
+        if [ $mode = content ] && [ $b = this ]; then
+          measure "$set $k files: plan, content again (stat cache) ($b)" "$bin" plan "fp-$set-$size_name-$mode.toml"
+          echo "|   → $(ratio "$(cat last_wall.txt)" "$floor") × the walk | | | | |"
+        fi
+      done
+      # The no-op run: every stage cached (computed once here by the binary under test).
+      "$bin" run "fp-$set-$size_name-stat.toml" -q > /dev/null 2>&1 || true
+      measure "$set $k files: no-op run, stat ($b)" "$(bin_path $b)" run "fp-$set-$size_name-stat.toml" -q
+      echo "|   → $(ratio "$(cat last_wall.txt)" "$floor") × the walk | | | | |"
+    done
   done
   # align-check on the first N files (a folder of links to them).
   sub=align-$set-$align_n
@@ -195,11 +231,15 @@ kind = "attribute-vectors"
 from = { latents = "encode" }
 EOF
   "$bin" run "encode-$n.toml" --only train -q > /dev/null
-  measure "encode $n CelebA images" "$bin" run "encode-$n.toml" --only encode -q
-  echo "|   → $(echo "$n / $(cat last_wall.txt)" | bc) images/s (wall) | | | | |"
+  for b in $binaries; do
+    measure "encode $n CelebA images ($b)" "$(bin_path $b)" run "encode-$n.toml" --only encode --force encode -q
+    echo "|   → $(echo "$n / $(cat last_wall.txt)" | bc) images/s (wall) | | | | |"
+  done
   measure "attribute-vectors + probes, $n latents" "$bin" run "encode-$n.toml" --only vectors -q
   latents=$(find -L "runs/encode-$n/encode" -name latents.h5 | head -n 1)
   echo "|   latents.h5 for $n images: $(du -k --apparent-size -L "$latents" | cut -f1) KiB | | | | |"
 done
 echo
 echo "load average at end: $(cat /proc/loadavg)"
+# The sets are hard links (no data blocks); the cache holds listings and align-check reports.
+[ "${KEEP:-0}" = 1 ] || rm -rf "$dir/cache" "$dir/runs/fp-"*

@@ -157,8 +157,8 @@ pub struct FaceSet {
     pub images: ImageList,
     pub file_names: Vec<String>,
     pub fields: Vec<String>,
-    /// [N × 40], ±1.0
-    pub attributes: Vec<f64>,
+    /// [N × 40], ±1 (as the attribute file; `latents.h5` stores them as f64)
+    pub attributes: Vec<i8>,
     /// 0/1/2 per row; 0 for every row when the set has no partition file.
     pub partition: Vec<u8>,
 }
@@ -191,7 +191,7 @@ impl FaceSet {
             fields: celeba.fields.clone(),
             attributes: rows
                 .iter()
-                .flat_map(|r| r.attributes.iter().map(|&v| v as f64))
+                .flat_map(|r| r.attributes.iter().copied())
                 .collect(),
             partition: rows.iter().map(|r| r.partition.unwrap_or(0)).collect(),
         })

@@ -12,7 +12,7 @@ use tch::{Device, Kind};
 use vaepipe_engine::stage::{ParamIssue, Role, Stage, StageCx};
 
 use crate::data::{FaceSet, LoaderConfig};
-use crate::formats::latents_h5::LatentSet;
+use crate::formats::latents_h5::{LatentRows, LatentSet};
 use crate::formats::vae_spec::VaeSpec;
 use crate::models;
 use crate::precision::Precision;
@@ -112,8 +112,10 @@ impl Stage for Encode {
         let l = spec.latent_size;
         let n = set.len();
         let cells = crate::limits::product(&[n, l], "latents")?;
-        let mut latent_vars = crate::limits::filled(cells, 0f64, "latent variances")?;
-        let mut latent_means = crate::limits::filled(cells, 0f64, "latent means")?;
+        // f32, as the encoder produced them: the file's f64 comes from HDF5's exact
+        // conversion at the write, so the matrices cost half.
+        let mut latent_vars = crate::limits::filled(cells, 0f32, "latent variances")?;
+        let mut latent_means = crate::limits::filled(cells, 0f32, "latent means")?;
         let size = spec.model.image_size();
         let progress = progress_bar(cx, n as u64, 0);
         let config = LoaderConfig {
@@ -143,9 +145,7 @@ impl Stage for Encode {
                 let rows: Vec<f32> =
                     Vec::try_from(&t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
                 for (k, &i) in indices.iter().enumerate() {
-                    for d in 0..l {
-                        dst[i * l + d] = rows[k * l + d] as f64;
-                    }
+                    dst[i * l..(i + 1) * l].copy_from_slice(&rows[k * l..(k + 1) * l]);
                 }
             }
             progress.inc(indices.len() as u64);
@@ -153,14 +153,14 @@ impl Stage for Encode {
         progress.finish_and_clear();
         cx.note("device", crate::device::name(device));
         cx.note("images", n as u64);
-        LatentSet {
+        LatentRows {
             latent_size: l,
-            file_names: set.file_names,
-            fields: set.fields,
-            attributes: set.attributes,
-            partition: set.partition,
-            latent_vars,
-            latent_means,
+            file_names: &set.file_names,
+            fields: &set.fields,
+            attributes: &set.attributes,
+            partition: &set.partition,
+            latent_vars: &latent_vars,
+            latent_means: &latent_means,
         }
         .write(&cx.out_dir().join(LatentSet::FILE))
     }

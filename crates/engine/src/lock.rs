@@ -52,7 +52,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::dirty::{flatten, DirtyReason};
-use crate::cache::fingerprint::{self, diff_listings, FingerprintError, ListingDiff};
+use crate::cache::fingerprint::{self, FingerprintError, ListingDiff};
 use crate::cache::manifest::{rfc3339, Manifest};
 use crate::cache::store::hash_outputs;
 use crate::cache::{CacheStore, StoreError};
@@ -281,16 +281,19 @@ fn fingerprint_inputs(
 ) -> Result<BTreeMap<String, (LockedInput, fingerprint::InputFingerprint)>, LockError> {
     let mut out = BTreeMap::new();
     for (name, input) in &sweep.base.inputs {
-        let fp = fingerprint::fingerprint(&input.path, FingerprintMode::Content)?;
-        store.save_listing(&fp)?;
+        let fp = store.fingerprint_input(
+            &input.path,
+            FingerprintMode::Content,
+            crate::cache::HashFiles::All,
+        )?;
         out.insert(
             name.clone(),
             (
                 LockedInput {
                     path: input.path.display().to_string(),
                     digest: fp.digest.clone(),
-                    files: fp.files.len(),
-                    bytes: fp.files.iter().map(|f| f.size).sum(),
+                    files: fp.files,
+                    bytes: fp.bytes,
                 },
                 fp,
             ),
@@ -416,9 +419,7 @@ pub fn check(
             }),
             Some(l) if l.digest != locked.digest => out.push(LockDifference::InputChanged {
                 input: name.clone(),
-                diff: store
-                    .load_listing(&l.digest)
-                    .map(|old| diff_listings(&old, &fp.files)),
+                diff: store.diff_listings(&l.digest, &fp.digest),
             }),
             Some(_) => {}
         }

@@ -306,8 +306,11 @@ fn plan_variant(
                     let fp = match fingerprints.get(&(path.clone(), input.mode)) {
                         Some(fp) => fp.clone(),
                         None => {
-                            let fp = Arc::new(fingerprint::fingerprint(&path, input.mode)?);
-                            store.save_listing(&fp)?;
+                            let fp = Arc::new(store.fingerprint_input(
+                                &path,
+                                input.mode,
+                                crate::cache::HashFiles::Changed,
+                            )?);
                             fingerprints.insert((path.clone(), input.mode), fp.clone());
                             fp
                         }
@@ -328,7 +331,7 @@ fn plan_variant(
                             path: path.display().to_string(),
                             mode: fp.mode.as_str().to_owned(),
                             digest: fp.digest.clone(),
-                            files: fp.files.len(),
+                            files: fp.files,
                         },
                     );
                     inputs.insert(u.role.clone(), path);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::fingerprint::{diff_listings, ListingDiff};
+use super::fingerprint::ListingDiff;
 use super::key::KeyPreimage;
 use super::manifest::{Manifest, UpstreamRecord};
 use super::store::CacheStore;
@@ -256,11 +256,9 @@ pub fn explain_between(
             }
             (_, _, Some(a), Some(b)) if a.input == b.input && a.subpath == b.subpath => {
                 if a.digest != b.digest || a.mode != b.mode {
-                    let listing = |d: &str| store.and_then(|s| s.load_listing(d));
-                    let diff = match (listing(&a.digest), listing(&b.digest)) {
-                        (Some(x), Some(y)) if a.mode == b.mode => Some(diff_listings(&x, &y)),
-                        _ => None,
-                    };
+                    let diff = store
+                        .filter(|_| a.mode == b.mode)
+                        .and_then(|s| s.diff_listings(&a.digest, &b.digest));
                     reasons.push(DirtyReason::InputChanged {
                         role: role.clone(),
                         input: b.input.clone(),

@@ -1,21 +1,23 @@
 //! Fingerprints of external inputs (dataset directories, attribute files, weight files).
 //!
-//! An [`InputFingerprint`] is a digest plus the per-file listing it was computed from. The digest
-//! goes into the key of each stage reading the input; the listing is stored once per digest in
-//! the cache (`fingerprints/<digest>.tsv`) so `plan` can say what changed ("3 files modified").
-//! Directories are fingerprinted by stat (relative path, size, mtime in ns) by default, or by
-//! content (blake3 of each file, on the rayon pool) with `fingerprint = "content"`; a single file
-//! is always fingerprinted by content. Paths are relative to the input's root, so moving a
-//! dataset (with `mv`, which keeps mtimes) keeps its fingerprint. Symlinks are followed.
+//! An [`InputFingerprint`] is a digest plus the size of the per-file listing it was computed
+//! from. The digest goes into the key of each stage reading the input; the listing is stored
+//! once per digest in the cache (`fingerprints/<digest>.tsv`) so `plan` can say what changed
+//! ("3 files modified"). Directories are fingerprinted by stat (relative path, size, mtime in ns)
+//! by default, or by content (blake3 of each file, on the rayon pool) with
+//! `fingerprint = "content"`; a single file is always fingerprinted by content. Paths are
+//! relative to the input's root, so moving a dataset (with `mv`, which keeps mtimes) keeps its
+//! fingerprint. Symlinks are followed.
+//!
+//! The listing is never held in memory: `walk.rs` produces its lines in sorted order, each fed
+//! to the digest's hasher and to a [`ListingSink`] (the cache's listing file) as it comes, so
+//! memory is bounded by the largest directory, not by the number of files. Listings are
+//! compared as two sorted streams ([`diff_listings`]).
 
+use serde::Deserialize;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
-
-use rayon::prelude::*;
-
-use serde::Deserialize;
 
 /// How an external input is fingerprinted into the keys of the stages that read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, Default)]
@@ -52,7 +54,10 @@ pub struct InputFingerprint {
     /// `stat` or `content` (single files are always `content`).
     pub mode: FingerprintMode,
     pub digest: String,
-    pub files: Vec<FileRecord>,
+    /// Files listed.
+    pub files: usize,
+    /// Their total size in bytes.
+    pub bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,107 +68,102 @@ pub struct FingerprintError {
     pub source: io::Error,
 }
 
-fn err(path: &Path) -> impl FnOnce(io::Error) -> FingerprintError + '_ {
+pub(crate) fn err(path: &Path) -> impl FnOnce(io::Error) -> FingerprintError + '_ {
     move |source| FingerprintError {
         path: path.to_path_buf(),
         source,
     }
 }
 
-/// Fingerprints a directory (in `mode`) or a single file (by content).
+/// Where a fingerprint's listing lines go as they are produced (the cache's listing file, or
+/// nowhere).
+pub trait ListingSink {
+    fn line(&mut self, line: &[u8]) -> io::Result<()>;
+}
+
+impl<W: io::Write> ListingSink for W {
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.write_all(line)
+    }
+}
+
+/// Fingerprints a directory (in `mode`) or a single file (by content), keeping nothing but the
+/// digest and the counts.
 pub fn fingerprint(
     path: &Path,
     mode: FingerprintMode,
 ) -> Result<InputFingerprint, FingerprintError> {
-    let meta = fs::metadata(path).map_err(err(path))?;
-    if !meta.is_dir() {
-        let stamp = hash_file(path).map_err(err(path))?;
-        let files = vec![FileRecord {
-            path: String::new(),
-            size: meta.len(),
-            stamp,
-        }];
-        return Ok(finish(FingerprintMode::Content, files));
-    }
-    let mut listed = Vec::new();
-    walk(path, "", &mut listed)?;
-    listed.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let files: Result<Vec<FileRecord>, FingerprintError> = match mode {
-        FingerprintMode::Stat => Ok(listed
-            .into_iter()
-            .map(|(rel, size, mtime, _)| FileRecord {
-                path: rel,
-                size,
-                stamp: mtime.to_string(),
-            })
-            .collect()),
-        FingerprintMode::Content => listed
-            .into_par_iter()
-            .map(|(rel, size, _, full)| {
-                let stamp = hash_file(&full).map_err(err(&full))?;
-                Ok(FileRecord {
-                    path: rel,
-                    size,
-                    stamp,
-                })
-            })
-            .collect(),
-    };
-    Ok(finish(mode, files?))
+    fingerprint_into(path, mode, &mut io::sink(), None)
 }
 
-/// Lists files under `dir` recursively: (relative path, size, mtime ns, full path).
-/// Subdirectories are walked in parallel; a 200k-file tree is dominated by `stat` calls.
-fn walk(
-    dir: &Path,
-    rel: &str,
-    out: &mut Vec<(String, u64, u128, PathBuf)>,
-) -> Result<(), FingerprintError> {
-    let mut subdirs = Vec::new();
-    for entry in fs::read_dir(dir).map_err(err(dir))? {
-        let entry = entry.map_err(err(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let child_rel = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let full = entry.path();
-        let mut file_type = entry.file_type().map_err(err(&full))?;
-        let meta = if file_type.is_symlink() {
-            let m = fs::metadata(&full).map_err(err(&full))?;
-            file_type = m.file_type();
-            Some(m)
-        } else {
-            None
-        };
-        if file_type.is_dir() {
-            subdirs.push((full, child_rel));
-            continue;
+/// [`fingerprint`], each listing line also written to `listing`; with `reuse`, content hashes
+/// of files whose stat is unchanged come from the previous stat cache (`stat_cache.rs`) and
+/// the new one is written beside it.
+pub fn fingerprint_into(
+    path: &Path,
+    mode: FingerprintMode,
+    listing: &mut dyn ListingSink,
+    reuse: Option<&mut super::stat_cache::HashReuse>,
+) -> Result<InputFingerprint, FingerprintError> {
+    let meta = fs::metadata(path).map_err(err(path))?;
+    let mode = if meta.is_dir() {
+        mode
+    } else {
+        FingerprintMode::Content
+    };
+    let mut out = Digest::new(mode, listing);
+    if meta.is_dir() {
+        super::walk::walk(path, mode, reuse, &mut out)?;
+    } else {
+        let stamp = super::walk::content_stamp(path, &meta, "", reuse)?;
+        out.record("", meta.len(), &stamp).map_err(err(path))?;
+    }
+    Ok(out.finish())
+}
+
+/// The digest being computed: `<mode>\n` and then every listing line, in order.
+pub(crate) struct Digest<'a> {
+    mode: FingerprintMode,
+    hasher: blake3::Hasher,
+    listing: &'a mut dyn ListingSink,
+    line: Vec<u8>,
+    files: usize,
+    bytes: u64,
+}
+
+impl<'a> Digest<'a> {
+    fn new(mode: FingerprintMode, listing: &'a mut dyn ListingSink) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(mode.as_str().as_bytes());
+        hasher.update(b"\n");
+        Digest {
+            mode,
+            hasher,
+            listing,
+            line: Vec::with_capacity(128),
+            files: 0,
+            bytes: 0,
         }
-        let meta = match meta {
-            Some(m) => m,
-            None => entry.metadata().map_err(err(&full))?,
-        };
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        out.push((child_rel, meta.len(), mtime, full));
     }
-    let nested: Result<Vec<Vec<_>>, FingerprintError> = subdirs
-        .into_par_iter()
-        .map(|(full, child_rel)| {
-            let mut v = Vec::new();
-            walk(&full, &child_rel, &mut v)?;
-            Ok(v)
-        })
-        .collect();
-    for v in nested? {
-        out.extend(v);
+
+    /// Adds one file; files must come in sorted path order.
+    pub(crate) fn record(&mut self, path: &str, size: u64, stamp: &str) -> io::Result<()> {
+        self.line.clear();
+        write_line(&mut self.line, path, size, stamp);
+        self.hasher.update(&self.line);
+        self.files += 1;
+        self.bytes += size;
+        self.listing.line(&self.line)
     }
-    Ok(())
+
+    fn finish(self) -> InputFingerprint {
+        InputFingerprint {
+            mode: self.mode,
+            digest: self.hasher.finalize().to_hex().to_string(),
+            files: self.files,
+            bytes: self.bytes,
+        }
+    }
 }
 
 pub(crate) fn hash_file(path: &Path) -> io::Result<String> {
@@ -172,43 +172,37 @@ pub(crate) fn hash_file(path: &Path) -> io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-fn finish(mode: FingerprintMode, files: Vec<FileRecord>) -> InputFingerprint {
-    let listing = listing_text(&files);
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(mode.as_str().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(listing.as_bytes());
-    InputFingerprint {
-        mode,
-        digest: hasher.finalize().to_hex().to_string(),
-        files,
-    }
+/// One listing line: `<json-quoted path>\t<size>\t<stamp>\n`.
+fn write_line(out: &mut Vec<u8>, path: &str, size: u64, stamp: &str) {
+    // serde_json's quoting: a `Vec` writer cannot fail.
+    let _ = serde_json::to_writer(&mut *out, path);
+    out.push(b'\t');
+    out.extend_from_slice(size.to_string().as_bytes());
+    out.push(b'\t');
+    out.extend_from_slice(stamp.as_bytes());
+    out.push(b'\n');
 }
 
-/// One line per file: `<json-quoted path>\t<size>\t<stamp>`.
+/// The listing of `files`, one line per file (what the cache stores and the digest covers).
 pub fn listing_text(files: &[FileRecord]) -> String {
-    let mut out = String::with_capacity(files.len() * 48);
+    let mut out = Vec::with_capacity(files.len() * 48);
     for f in files {
-        out.push_str(&serde_json::Value::String(f.path.clone()).to_string());
-        out.push('\t');
-        out.push_str(&f.size.to_string());
-        out.push('\t');
-        out.push_str(&f.stamp);
-        out.push('\n');
+        write_line(&mut out, &f.path, f.size, &f.stamp);
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One listing line back into its record; `None` for a damaged line.
+pub fn parse_line(line: &str) -> Option<FileRecord> {
+    let mut parts = line.rsplitn(3, '\t');
+    let stamp = parts.next()?.to_owned();
+    let size = parts.next()?.parse().ok()?;
+    let path = serde_json::from_str(parts.next()?).ok()?;
+    Some(FileRecord { path, size, stamp })
 }
 
 pub fn parse_listing(text: &str) -> Vec<FileRecord> {
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.rsplitn(3, '\t');
-            let stamp = parts.next()?.to_owned();
-            let size = parts.next()?.parse().ok()?;
-            let path = serde_json::from_str(parts.next()?).ok()?;
-            Some(FileRecord { path, size, stamp })
-        })
-        .collect()
+    text.lines().filter_map(parse_line).collect()
 }
 
 /// How two listings differ, for `plan`'s "input `celeba` changed: 3 files modified".
@@ -221,38 +215,42 @@ pub struct ListingDiff {
     pub examples: Vec<String>,
 }
 
-pub fn diff_listings(old: &[FileRecord], new: &[FileRecord]) -> ListingDiff {
+/// Compares two listings given as sorted streams (one record of each held at a time).
+pub fn diff_listings(
+    old: impl IntoIterator<Item = FileRecord>,
+    new: impl IntoIterator<Item = FileRecord>,
+) -> ListingDiff {
     let mut d = ListingDiff::default();
-    let (mut i, mut j) = (0, 0);
     let note = |d: &mut ListingDiff, p: &str| {
         if d.examples.len() < 3 {
             d.examples.push(p.to_owned());
         }
     };
-    while i < old.len() || j < new.len() {
-        match (old.get(i), new.get(j)) {
+    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+    loop {
+        match (old.peek(), new.peek()) {
             (Some(a), Some(b)) if a.path == b.path => {
                 if a.size != b.size || a.stamp != b.stamp {
                     d.modified += 1;
                     note(&mut d, &a.path);
                 }
-                i += 1;
-                j += 1;
+                old.next();
+                new.next();
             }
             (Some(a), Some(b)) if a.path < b.path => {
                 d.removed += 1;
                 note(&mut d, &a.path);
-                i += 1;
+                old.next();
             }
             (Some(a), None) => {
                 d.removed += 1;
                 note(&mut d, &a.path);
-                i += 1;
+                old.next();
             }
             (_, Some(b)) => {
                 d.added += 1;
                 note(&mut d, &b.path);
-                j += 1;
+                new.next();
             }
             (None, None) => break,
         }
@@ -274,13 +272,56 @@ mod tests {
         dir
     }
 
+    /// The listing as the walk streams it.
+    fn listing(path: &Path, mode: FingerprintMode) -> (InputFingerprint, Vec<FileRecord>) {
+        let mut text = Vec::new();
+        let fp = fingerprint_into(path, mode, &mut text, None).unwrap();
+        (fp, parse_listing(&String::from_utf8(text).unwrap()))
+    }
+
     #[test]
     fn listing_is_sorted_relative_and_round_trips() {
         let dir = tree();
-        let fp = fingerprint(dir.path(), FingerprintMode::Stat).unwrap();
-        let paths: Vec<&str> = fp.files.iter().map(|f| f.path.as_str()).collect();
+        let (fp, files) = listing(dir.path(), FingerprintMode::Stat);
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["a/b/x.txt", "a/y.txt", "z.txt"]);
-        assert_eq!(parse_listing(&listing_text(&fp.files)), fp.files);
+        assert_eq!((fp.files, fp.bytes), (3, 6));
+        assert_eq!(parse_listing(&listing_text(&files)), files);
+    }
+
+    /// The digest is blake3 over `<mode>\n` and the listing: the form keys were computed
+    /// with before the walk streamed, so no key moves.
+    #[test]
+    fn the_streamed_digest_is_the_hash_of_the_whole_listing() {
+        let dir = tree();
+        for mode in [FingerprintMode::Stat, FingerprintMode::Content] {
+            let (fp, files) = listing(dir.path(), mode);
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(format!("{}\n", mode.as_str()).as_bytes());
+            hasher.update(listing_text(&files).as_bytes());
+            assert_eq!(fp.digest, hasher.finalize().to_hex().to_string());
+        }
+    }
+
+    /// A per-directory sort that ignored the `/` after a folder's name would put `a/x` before
+    /// `a-b` and `a.txt` (`-` and `.` sort before `/`) and change the digest.
+    #[test]
+    fn walk_order_is_the_byte_order_of_full_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        for p in [
+            "a/x", "a/b/c", "a-b", "a.txt", "a0", "ab/y", "A", "a/b-c", "a/b.d/e",
+        ] {
+            let full = dir.path().join(p);
+            fs::create_dir_all(full.parent().unwrap()).unwrap();
+            fs::write(full, p).unwrap();
+        }
+        let (_, files) = listing(dir.path(), FingerprintMode::Stat);
+        let got: Vec<String> = files.into_iter().map(|f| f.path).collect();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(got, sorted);
+        assert_eq!(got.len(), 9);
+        assert_eq!(got[..3], ["A", "a-b", "a.txt"]);
     }
 
     #[test]
@@ -331,7 +372,8 @@ mod tests {
         };
         let old = [r("a", "1"), r("b", "1"), r("c", "1")];
         let new = [r("b", "2"), r("c", "1"), r("d", "1"), r("e", "1")];
-        let d = diff_listings(&old, &new);
+        let d = diff_listings(old, new);
         assert_eq!((d.added, d.removed, d.modified), (2, 1, 1));
+        assert_eq!(d.examples, ["a", "b", "d"]);
     }
 }

@@ -279,6 +279,18 @@ pub fn gc(store: &CacheStore, options: &GcOptions) -> Result<GcReport, StoreErro
     for entry in fs::read_dir(&tmp).map_err(io("read", &tmp))? {
         let entry = entry.map_err(io("read", &tmp))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(super::input_listing::TMP_PREFIX) {
+            // A fingerprint's temp file, written throughout its walk: old means abandoned.
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > super::input_listing::TMP_GRACE) {
+                remove(&entry.path(), dry_run, &mut report)?;
+            }
+            continue;
+        }
         let key = name.split('.').next().and_then(StageKey::parse);
         let _guard = match &key {
             Some(k) => match store.try_lock(k)? {

@@ -52,6 +52,8 @@
 //! - `<cache>/locks/<key>.lock`: the per-key `flock`; released by the kernel when a process dies.
 //! - `<cache>/fingerprints/<digest>.tsv`: the per-file listing behind an input digest, so `plan`
 //!   can say "3 files modified".
+//! - `<cache>/stat-cache/<hash of the input root>.tsv`: a content-fingerprinted input's files with
+//!   their stat and blake3, so unchanged files are not read again ([`super::stat_cache`]).
 //! - `<cache>/families/<family>.tsv`: `<budget>\t<key>` per committed entry of an extendable
 //!   kind's family; `<cache>/partial/<key>.warm.json`: what a seeded partial dir continues
 //!   (both in [`super::family`]).

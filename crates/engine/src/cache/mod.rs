@@ -6,14 +6,18 @@ pub mod dirty;
 pub mod family;
 pub mod fingerprint;
 pub mod gc;
+mod input_listing;
 pub mod key;
 pub mod manifest;
 pub mod remote;
+pub mod stat_cache;
 pub mod store;
+mod walk;
 
 pub use dirty::DirtyReason;
 pub use family::{FamilyKey, FamilyRecord, WarmStartRecord};
 pub use fingerprint::{FingerprintMode, InputFingerprint, ListingDiff};
+pub use input_listing::HashFiles;
 pub use key::{KeyPreimage, StageKey};
 pub use manifest::Manifest;
 pub use store::{Artifact, CacheStore, EntryLock, Lookup, PendingEntry, StoreError};

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use super::fingerprint::{self, FileRecord, InputFingerprint};
+use super::fingerprint;
 use super::key::StageKey;
 use super::manifest::{Manifest, OutputFile, MANIFEST_FILE};
 
@@ -399,25 +399,6 @@ impl CacheStore {
             dir: dest,
             manifest,
         })
-    }
-
-    /// Stores an input's per-file listing under its digest (once), so `plan` can diff it later.
-    pub fn save_listing(&self, fp: &InputFingerprint) -> Result<(), StoreError> {
-        let path = self
-            .root
-            .join("fingerprints")
-            .join(format!("{}.tsv", fp.digest));
-        if path.exists() {
-            return Ok(());
-        }
-        crate::atomic_file::write_atomic(&path, fingerprint::listing_text(&fp.files).as_bytes())
-            .map_err(io_err("write", &path))
-    }
-
-    pub fn load_listing(&self, digest: &str) -> Option<Vec<FileRecord>> {
-        let text = fs::read_to_string(self.root.join("fingerprints").join(format!("{digest}.tsv")))
-            .ok()?;
-        Some(fingerprint::parse_listing(&text))
     }
 
     /// Points `runs_dir/<experiment>/<stage>` at the entry (a relative symlink, replaced
