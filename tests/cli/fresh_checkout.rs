@@ -43,21 +43,39 @@ fn every_shipped_experiment_plans_on_a_fresh_clone() {
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
         }
-        let rel = format!("experiments/{}", path.file_name().unwrap().to_string_lossy());
+        let rel = format!(
+            "experiments/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
         let r = p.run(&["plan", &rel]);
         if rel == "experiments/smile.toml" {
             // The published run needs CelebA, CASIA and facenet's weights, which a clone lacks:
             // it must say so and point at the demo, not fail on the checkout itself.
             assert_eq!(r.code, 2, "{rel}:\n{}", r.all());
-            assert!(r.stderr.contains("run experiments/demo.toml"), "{}", r.stderr);
+            assert!(
+                r.stderr.contains("run experiments/demo.toml"),
+                "{}",
+                r.stderr
+            );
             assert!(!r.stderr.contains("CACHEDIR.TAG"), "{}", r.stderr);
         } else {
-            assert_eq!(r.code, 0, "`vaepipe plan {rel}` on a fresh clone:\n{}", r.all());
+            assert_eq!(
+                r.code,
+                0,
+                "`vaepipe plan {rel}` on a fresh clone:\n{}",
+                r.all()
+            );
             assert!(r.stdout.contains("never run"), "{rel}:\n{}", r.stdout);
         }
         planned.push(rel);
     }
     planned.sort();
-    assert!(planned.contains(&"experiments/demo.toml".to_owned()), "{planned:?}");
-    assert!(p.path("cache/CACHEDIR.TAG").is_file(), "the default cache was created");
+    assert!(
+        planned.contains(&"experiments/demo.toml".to_owned()),
+        "{planned:?}"
+    );
+    assert!(
+        p.path("cache/CACHEDIR.TAG").is_file(),
+        "the default cache was created"
+    );
 }

@@ -276,7 +276,10 @@ fn a_directory_holding_only_a_vcs_placeholder_becomes_a_cache() {
         "*\n!.gitignore\n"
     );
     p.ok(&["gc", "--cache-dir", "cache", "--older-than", "0s"]);
-    assert!(p.dir.join("cache/.gitignore").is_file(), "gc kept the placeholder");
+    assert!(
+        p.dir.join("cache/.gitignore").is_file(),
+        "gc kept the placeholder"
+    );
 
     // A placeholder beside anything else, or a directory wearing a placeholder's name, is
     // still someone's directory.

@@ -151,7 +151,9 @@ impl CacheStore {
             // data: adopting its directory is what the user asked for, and `gc` never touches
             // files outside the cache's own subdirectories.
             let foreign = listing.filter_map(Result::ok).any(|entry| {
-                let placeholder = VCS_PLACEHOLDERS.iter().any(|name| entry.file_name() == *name);
+                let placeholder = VCS_PLACEHOLDERS
+                    .iter()
+                    .any(|name| entry.file_name() == *name);
                 !(placeholder && entry.file_type().is_ok_and(|t| t.is_file()))
             });
             if foreign {
