@@ -5,6 +5,7 @@
 
 mod align;
 mod faults;
+mod fresh_checkout;
 mod fuzz;
 mod fuzz_bytes;
 mod golden_keys;

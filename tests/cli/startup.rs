@@ -80,6 +80,24 @@ fn engine_only_verbs_and_a_cached_run_start_without_libtorch() {
 }
 
 #[test]
+fn a_run_that_reexecutes_logs_each_line_once() {
+    let p = project();
+    let out = p
+        .command(&["run", "exp.toml", "--set", "stage.check.on_bad=\"skip\""])
+        .output()
+        .expect("vaepipe runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The first process plans, finds a stage to execute and re-executes itself with libtorch;
+    // only the second may log the run.
+    assert_eq!(
+        stderr.matches("with --set stage.check.on_bad").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn model_verbs_and_version_load_libtorch() {
     let p = project();
     let (code, all, mapped) = traced(&p, &["--version"]);

@@ -264,6 +264,36 @@ fn a_non_empty_directory_without_a_cache_tag_is_never_adopted() {
 }
 
 #[test]
+fn a_directory_holding_only_a_vcs_placeholder_becomes_a_cache() {
+    let p = Project::new();
+    p.file("exp.toml", WRITE);
+    // What an old checkout has: a tracked `cache/.gitignore` and nothing else.
+    p.file("cache/.gitignore", "*\n!.gitignore\n");
+    p.ok(&["run", "exp.toml", "--cache-dir", "cache"]);
+    assert!(p.dir.join("cache/CACHEDIR.TAG").is_file());
+    assert_eq!(
+        fs::read_to_string(p.dir.join("cache/.gitignore")).unwrap(),
+        "*\n!.gitignore\n"
+    );
+    p.ok(&["gc", "--cache-dir", "cache", "--older-than", "0s"]);
+    assert!(
+        p.dir.join("cache/.gitignore").is_file(),
+        "gc kept the placeholder"
+    );
+
+    // A placeholder beside anything else, or a directory wearing a placeholder's name, is
+    // still someone's directory.
+    p.file("mixed/.gitignore", "*\n");
+    p.file("mixed/notes.txt", "mine");
+    fs::create_dir_all(p.dir.join("dir/.gitkeep")).unwrap();
+    for refused in ["mixed", "dir"] {
+        let r = p.run(&["plan", "exp.toml", "--cache-dir", refused]);
+        assert_eq!(r.code, 2, "{refused}: {}", r.stderr);
+        assert!(!p.dir.join(refused).join("CACHEDIR.TAG").exists());
+    }
+}
+
+#[test]
 fn a_sweep_over_the_variant_cap_is_refused_unless_confirmed() {
     let p = Project::new();
     let values: Vec<String> = (0..40).map(|i| format!("\"t{i}\"")).collect();

@@ -38,6 +38,11 @@ use super::key::StageKey;
 use super::manifest::{Manifest, OutputFile, MANIFEST_FILE};
 
 pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+
+/// Files a directory may hold and still become a cache: what version control leaves in an
+/// otherwise empty directory it tracks.
+const VCS_PLACEHOLDERS: &[&str] = &[".gitignore", ".gitkeep", ".keep", ".hgkeep"];
+
 const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
 # This file is a cache directory tag created by vaepipe.\n\
 # For information about cache directory tags see https://bford.info/cachedir/\n";
@@ -141,8 +146,17 @@ impl CacheStore {
         let root = fs::canonicalize(root).map_err(io_err("resolve the cache directory", root))?;
         let tag = root.join(CACHEDIR_TAG);
         if !tag.exists() {
-            let mut listing = fs::read_dir(&root).map_err(io_err("read", &root))?;
-            if listing.next().is_some() {
+            let listing = fs::read_dir(&root).map_err(io_err("read", &root))?;
+            // A version-control placeholder (a checkout's `cache/.gitignore`) is not someone's
+            // data: adopting its directory is what the user asked for, and `gc` never touches
+            // files outside the cache's own subdirectories.
+            let foreign = listing.filter_map(Result::ok).any(|entry| {
+                let placeholder = VCS_PLACEHOLDERS
+                    .iter()
+                    .any(|name| entry.file_name() == *name);
+                !(placeholder && entry.file_type().is_ok_and(|t| t.is_file()))
+            });
+            if foreign {
                 return Err(StoreError::NotEmpty(root));
             }
             fs::write(&tag, TAG_TEXT).map_err(io_err("write", &tag))?;

@@ -110,12 +110,15 @@ pub fn run(
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
+        let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
+        if !matches!(executor, Executor::Slurm(_)) {
+            prepare_if_a_stage_runs(&sweep_plan, hooks)?;
+        }
         tracing::info!(
             "{}: generation {g}, trials {}",
             sweep.strategy_name(),
             trials.join(", ")
         );
-        let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
         if args.locked {
             super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
         }
@@ -168,6 +171,10 @@ pub fn run(
 
     let exp = &sweep.base;
     let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
+    // Before the run's first log lines, so that a re-execution does not print them twice.
+    if !matches!(executor, Executor::Slurm(_)) {
+        prepare_if_a_stage_runs(&sweep_plan, hooks)?;
+    }
     if args.locked {
         super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
         tracing::info!("inputs and config match the lock");
@@ -262,6 +269,26 @@ fn run_slurm(
     )
 }
 
+/// A stage will execute: the binary may have started without libtorch (the torch-free
+/// start-up) and gets it now, possibly by re-executing itself (then this does not return, and
+/// the new process plans again). Cheap once libtorch is loaded.
+fn prepare_if_a_stage_runs(
+    sweep_plan: &scheduler::SweepPlan,
+    hooks: &Hooks,
+) -> Result<(), CliError> {
+    if sweep_plan
+        .plan
+        .stages
+        .iter()
+        .any(|ps| matches!(ps.freshness, Freshness::Dirty(_)))
+    {
+        hooks
+            .prepare_to_execute()
+            .map_err(|e| CliError::Failed(format!("{e:#}")))?;
+    }
+    Ok(())
+}
+
 /// Runs the planned sweep here, with the live report; `quiet_hits` keeps an adaptive sweep's
 /// earlier generations (all cache hits) out of the log.
 #[allow(clippy::too_many_arguments)] // one call's context, passed through
@@ -276,18 +303,7 @@ fn run_local(
     quiet_hits: bool,
 ) -> Result<scheduler::RunReport, CliError> {
     let exp = &sweep.base;
-    // A stage will execute: the binary may have started without libtorch (the torch-free
-    // start-up) and gets it now, possibly by re-executing itself.
-    if sweep_plan
-        .plan
-        .stages
-        .iter()
-        .any(|ps| matches!(ps.freshness, Freshness::Dirty(_)))
-    {
-        hooks
-            .prepare_to_execute()
-            .map_err(|e| CliError::Failed(format!("{e:#}")))?;
-    }
+    prepare_if_a_stage_runs(sweep_plan, hooks)?;
     let cancel = crate::signal::install();
     let run_options = RunOptions {
         device: args
