@@ -312,10 +312,10 @@ fn policy_ab(args: &BenchArgs, batch: usize, ab: &PolicyAb) -> Result<()> {
     let (d_sps, d_rss) = (mean(&results[0], |r| r.0), mean(&results[0], |r| r.1));
     let (r_sps, r_rss) = (mean(&results[1], |r| r.0), mean(&results[1], |r| r.1));
     println!(
-        "\n{} (dfc_vae PERCEPTUAL, batch {batch}, child processes interleaved default/{}×2, load {:.1}):",
+        "\n{} (dfc_vae PERCEPTUAL, batch {batch}, child processes interleaved default/{}×2, load {}):",
         ab.title,
         ab.ours,
-        load_average()
+        super::bench_startup::load_average()
     );
     println!("| policy | steps/s | peak RSS | vs default |");
     println!("|---|---:|---:|---:|");
@@ -367,14 +367,6 @@ fn omp_wait_ab(args: &BenchArgs, batch: usize) -> Result<()> {
     )
 }
 
-/// The 1-minute load average (other processes sharing the cores), NaN where unknown.
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 /// vaepipe and the PyTorch port of the same step, at batch 128 and 32 (only 32 with `--quick`),
 /// each batch measured vaepipe → PyTorch → vaepipe so the ratio compares the same window.
 fn pytorch_baseline(args: &BenchArgs, device: Device) -> Result<()> {
@@ -394,11 +386,11 @@ fn pytorch_baseline(args: &BenchArgs, device: Device) -> Result<()> {
     }
     let batches: &[usize] = if args.quick { &[32] } else { &[128, 32] };
     println!(
-        "\nvs PyTorch ({}, same thread count {}, default allocators; dfc_vae PERCEPTUAL, three layers; vaepipe's OpenMP wait: {}; load {:.1}):",
+        "\nvs PyTorch ({}, same thread count {}, default allocators; dfc_vae PERCEPTUAL, three layers; vaepipe's OpenMP wait: {}; load {}):",
         python.display(),
         tch::get_num_threads(),
         omp_wait::in_effect(),
-        load_average()
+        super::bench_startup::load_average()
     );
     println!("| batch | vaepipe steps/s | baseline | baseline steps/s | vaepipe vs baseline |");
     println!("|---:|---:|---|---:|---:|");

@@ -8,7 +8,6 @@
 use std::fs;
 use std::io::{self, BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::fingerprint::{
@@ -24,8 +23,6 @@ pub(crate) const TMP_PREFIX: &str = "fingerprint.";
 /// A walk's temp file older than this belongs to a dead run.
 pub(crate) const TMP_GRACE: Duration = Duration::from_secs(3600);
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Whether a content fingerprint may take unchanged files' hashes from the stat cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashFiles {
@@ -37,10 +34,7 @@ pub enum HashFiles {
 
 impl CacheStore {
     fn walk_tmp(&self, what: &str) -> PathBuf {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.root()
-            .join("tmp")
-            .join(format!("{TMP_PREFIX}{what}.{}.{n}", std::process::id()))
+        self.tmp_file(&format!("{TMP_PREFIX}{what}"))
     }
 
     fn stat_cache_dir(&self) -> PathBuf {

@@ -324,19 +324,21 @@ impl CacheStore {
     /// A fresh path under `tmp/` for work on `key` (`<key>.<tag>.<pid>.<n>`): on the cache's
     /// filesystem, and removed by `gc` once the key's lock is free.
     pub(crate) fn tmp_path(&self, key: &StageKey, tag: &str) -> PathBuf {
+        self.tmp_file(&format!("{key}.{tag}"))
+    }
+
+    /// A fresh path under `tmp/` named `<stem>.<pid>.<n>`, unique within this process and
+    /// across live ones.
+    pub(crate) fn tmp_file(&self, stem: &str) -> PathBuf {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.root
             .join("tmp")
-            .join(format!("{key}.{tag}.{}.{n}", std::process::id()))
+            .join(format!("{stem}.{}.{n}", std::process::id()))
     }
 
     /// Creates a fresh temp dir (same filesystem as `entries/`) and the key's partial dir.
     pub fn begin(&self, lock: EntryLock) -> Result<PendingEntry, StoreError> {
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp_dir =
-            self.root
-                .join("tmp")
-                .join(format!("{}.{}.{n}", lock.key, std::process::id()));
+        let tmp_dir = self.tmp_file(&lock.key.to_string());
         let _ = fs::remove_dir_all(&tmp_dir);
         fs::create_dir_all(&tmp_dir).map_err(io_err("create", &tmp_dir))?;
         let partial_dir = self.partial_dir(&lock.key);

@@ -111,9 +111,7 @@ pub fn run(
             })
             .unwrap_or_default();
         let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
-        if !matches!(executor, Executor::Slurm(_)) {
-            prepare_if_a_stage_runs(&sweep_plan, hooks)?;
-        }
+        prepare_if_a_stage_runs_here(&executor, &sweep_plan, hooks)?;
         tracing::info!(
             "{}: generation {g}, trials {}",
             sweep.strategy_name(),
@@ -144,7 +142,6 @@ pub fn run(
                 &sweep_plan,
                 &store,
                 &runs_dir,
-                hooks,
                 true,
             )?),
         };
@@ -172,9 +169,7 @@ pub fn run(
     let exp = &sweep.base;
     let sweep_plan = scheduler::plan_sweep(&sweep, &store, &runs_dir, &options)?;
     // Before the run's first log lines, so that a re-execution does not print them twice.
-    if !matches!(executor, Executor::Slurm(_)) {
-        prepare_if_a_stage_runs(&sweep_plan, hooks)?;
-    }
+    prepare_if_a_stage_runs_here(&executor, &sweep_plan, hooks)?;
     if args.locked {
         super::check_lock(&args.file, &sweep, &sweep_plan, &store)?;
         tracing::info!("inputs and config match the lock");
@@ -213,16 +208,7 @@ pub fn run(
             tracing::debug!("stage `{}` is dirty: {}", ps.name, text.join("; "));
         }
     }
-    let mut report = run_local(
-        &args,
-        global,
-        &sweep,
-        &sweep_plan,
-        &store,
-        &runs_dir,
-        hooks,
-        false,
-    )?;
+    let mut report = run_local(&args, global, &sweep, &sweep_plan, &store, &runs_dir, false)?;
     // What an earlier generation of this invocation ran is reported as run, not as a hit.
     for (_, outcome) in &mut report.results {
         if let scheduler::Outcome::Hit { key, .. } = outcome {
@@ -269,18 +255,21 @@ fn run_slurm(
     )
 }
 
-/// A stage will execute: the binary may have started without libtorch (the torch-free
-/// start-up) and gets it now, possibly by re-executing itself (then this does not return, and
-/// the new process plans again). Cheap once libtorch is loaded.
-fn prepare_if_a_stage_runs(
+/// A stage will execute in this process: the binary may have started without libtorch (the
+/// torch-free start-up) and gets it now, possibly by re-executing itself (then this does not
+/// return, and the new process plans again). Called before `run_local` and before the run
+/// logs anything; a Slurm submission never loads libtorch here.
+fn prepare_if_a_stage_runs_here(
+    executor: &Executor,
     sweep_plan: &scheduler::SweepPlan,
     hooks: &Hooks,
 ) -> Result<(), CliError> {
-    if sweep_plan
-        .plan
-        .stages
-        .iter()
-        .any(|ps| matches!(ps.freshness, Freshness::Dirty(_)))
+    if matches!(executor, Executor::Local)
+        && sweep_plan
+            .plan
+            .stages
+            .iter()
+            .any(|ps| matches!(ps.freshness, Freshness::Dirty(_)))
     {
         hooks
             .prepare_to_execute()
@@ -299,11 +288,9 @@ fn run_local(
     sweep_plan: &scheduler::SweepPlan,
     store: &CacheStore,
     runs_dir: &std::path::Path,
-    hooks: &Hooks,
     quiet_hits: bool,
 ) -> Result<scheduler::RunReport, CliError> {
     let exp = &sweep.base;
-    prepare_if_a_stage_runs(sweep_plan, hooks)?;
     let cancel = crate::signal::install();
     let run_options = RunOptions {
         device: args
